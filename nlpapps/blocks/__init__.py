@@ -1,0 +1,13 @@
+"""Recurrent building blocks: textbook cells and the project's one recurrent-layer factory."""
+
+from nlpapps.blocks.cells import GRUCell, LSTMCell, PeepholeLSTMCell
+from nlpapps.blocks.stack import CELLS, RecurrentStack, recurrent_stack
+
+__all__ = [
+    "CELLS",
+    "GRUCell",
+    "LSTMCell",
+    "PeepholeLSTMCell",
+    "RecurrentStack",
+    "recurrent_stack",
+]

@@ -1,0 +1,150 @@
+"""The `nlpapps` command line: parses, calls a task, prints. Heavy imports wait until needed so
+that mistakes are reported at once."""
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from nlpapps import __version__, recipes
+from nlpapps.errors import UserError
+
+# Shorthand flags of `run`: each sets one recipe key.
+SHORTHANDS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "cell": "model.cell",
+              "units": "model.units", "layers": "model.depth", "bidirectional": "model.bidirectional",
+              "data": "data.source", "text_column": "data.text", "label_column": "data.label"}
+
+
+def import_tensorflow():
+    """Import TensorFlow with its native start-up log lines (printed before any log level applies)
+    held back, so that the CLI's own output and one-line errors stay readable; shown if it fails."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class App(click.Group):
+    """Every user mistake ends as one line on stderr and exit code 2, never a traceback."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name or "nlpapps", standalone_mode=False, **extra)
+        except (click.ClickException, UserError) as e:
+            message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            click.echo(f"nlpapps: error: {message}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("nlpapps: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=App, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nlpapps")
+def cli():
+    """Recurrent-network applications: train, evaluate and export sequence models from the shell."""
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (train.epochs).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
+@click.option("--cell", help="rnn, lstm, gru or peephole (model.cell).")
+@click.option("--units", type=click.IntRange(min=1), help="Units per recurrent layer (model.units).")
+@click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers (model.depth).")
+@click.option("--bidirectional/--no-bidirectional", default=None, help="Read both ways (model.bidirectional).")
+@click.option("--data", help="shipped:NAME, tfds:NAME, a .csv/.tsv/.jsonl file or a class-per-folder directory.")
+@click.option("--text-column", help="Column holding the text (data.text).")
+@click.option("--label-column", help="Column holding the label or score (data.label).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key, e.g. model.units=128.")
+@click.option("--output", default="saved_models", show_default=True, type=click.Path(file_okay=False),
+              help="Where exports (and training runs) go.")
+def run(recipe, overrides, output, **flags):
+    """Train, evaluate and export a task: a name (sentiment, classify) or a recipe .toml file."""
+    given = [f"{SHORTHANDS[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    settings = recipes.load(recipe, [*given, *overrides])
+    import_tensorflow()
+    from nlpapps import tasks, training
+    from nlpapps.blocks import CELLS
+    cell = settings.settings.get("model", {}).get("cell")
+    if cell is not None and cell not in CELLS:
+        raise UserError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
+    training.seed_everything(settings["train"]["seed"])
+    path = tasks.get(settings.task).run(settings, output, log=click.echo)
+    click.echo(f"\nexported {settings.task} model to {path}")
+
+
+def _read_texts(texts):
+    """Arguments, or stdin lines for '-', as raw bytes: the model decides what invalid UTF-8 means."""
+    if list(texts) == ["-"]:
+        return [line.rstrip(b"\r\n") for line in sys.stdin.buffer]
+    return [t.encode("utf-8", "surrogateescape") for t in texts]
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
+@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Show the K most likely labels (classify).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of TSV.")
+def predict(task, texts, model_path, models, top_k, as_json):
+    """Run an exported model on TEXTS (or '-' to read one text per line from stdin)."""
+    from nlpapps import tasks
+    if task not in tasks.TASKS:
+        raise UserError(f"unknown task {task!r}; choose one of: {', '.join(tasks.TASKS)}")
+    from nlpapps import export
+    path = Path(model_path) if model_path else export.latest(models, task)
+    if not (path / "saved_model.pb").is_file():
+        raise UserError(f"{path}: not a SavedModel export")
+    raw = _read_texts(texts)
+    import_tensorflow()
+    import tensorflow as tf
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    outputs = {k: v.numpy() for k, v in serve(text=tf.constant(raw, dtype=tf.string)).items()}
+    for text, row in zip(raw, tasks.get(task).rows(outputs, top_k)):
+        text = text.decode("utf-8", "replace")
+        if as_json:
+            click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))
+        else:
+            click.echo("\t".join([text, *(str(v) for v in row.values())]))
+
+
+@cli.command("list")
+@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+def list_(models):
+    """Tasks, recipes and saved models with their versions and headline metrics."""
+    from nlpapps import tasks
+    click.echo("tasks: " + ", ".join(tasks.TASKS))
+    click.echo("recipes:")
+    for name, path in recipes.available().items():
+        click.echo(f"  {name:<12} {path}")
+    click.echo(f"saved models in {models}:")
+    found = sorted((p for p in Path(models).glob("*/*/metadata.json") if p.parent.name.isdigit()),
+                   key=lambda p: (p.parts[-3], int(p.parts[-2])))
+    for meta_path in found:
+        meta = json.loads(meta_path.read_text())
+        headline = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("metrics", {}).get("headline", {}).items()
+                             if isinstance(v, (int, float)))
+        click.echo(f"  {meta_path.parent}  {meta.get('created', '')}  {headline}")
+    if not found:
+        click.echo("  (none yet: `nlpapps run sentiment` makes one)")
+
+
+def main():
+    cli()

@@ -1,0 +1,83 @@
+"""Text to token ids, and the tf.data pipeline that trains on them.
+
+Vectorization happens once, outside the model; batches are grouped by length so that a batch of
+short texts is not padded to the longest text of the corpus.
+"""
+import numpy as np
+import tensorflow as tf
+import keras
+
+from nlpapps.errors import UserError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def drop_empty(texts, *arrays):
+    """Texts with no word characters are skipped; returns the kept rows and how many were dropped."""
+    keep = np.array([bool(str(t).strip()) for t in texts], dtype=bool)
+    return (texts[keep], *(a[keep] for a in arrays)), int((~keep).sum())
+
+
+def require_text(texts, column):
+    numeric = sum(_is_number(t) for t in texts[:1000])
+    if numeric > 0.9 * min(len(texts), 1000):
+        raise UserError(f"text column {column!r} holds numbers, not text; pick another with --text-column")
+
+
+def _is_number(value):
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
+
+
+def fit_vectorizer(texts, vocab_size):
+    """A TextVectorization layer whose vocabulary comes from the training texts."""
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int")
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
+    return vectorizer
+
+
+def token_ids(vectorizer, texts, max_tokens):
+    """Ragged token ids of every text, cut to `max_tokens`."""
+    ids = vectorizer(tf.constant(list(texts)))
+    return tf.RaggedTensor.from_tensor(ids, padding=0)[:, :max_tokens]
+
+
+def bucket_boundaries(max_tokens):
+    """Length buckets growing by ~1.5×: little padding, few distinct batch shapes."""
+    edges, edge = [], 4
+    while edge < max_tokens:
+        edges.append(edge)
+        edge = int(edge * 1.5) + 1
+    return edges + [max_tokens + 1]
+
+
+def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None):
+    """(token ids, targets) batches: bucketed by length, or all padded to `pad_to` tokens."""
+    # Slices of a ragged tensor come out ragged-typed; the map makes them plain 1-D tensors.
+    ds = tf.data.Dataset.from_tensor_slices((ids, targets))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.int32), y), num_parallel_calls=AUTOTUNE).cache()
+    if shuffle:
+        ds = ds.shuffle(int(ids.nrows()), seed=seed, reshuffle_each_iteration=True)
+    if bucketed:
+        edges = bucket_boundaries(int(ids.row_lengths().numpy().max()))
+        ds = ds.bucket_by_sequence_length(
+            lambda x, _: tf.shape(x)[0], edges, [batch_size] * (len(edges) + 1),
+            pad_to_bucket_boundary=False)
+    else:
+        ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], _shapes(targets)))
+    return ds.prefetch(AUTOTUNE)
+
+
+def _shapes(targets):
+    return tf.nest.map_structure(lambda t: t.shape[1:], targets)
+
+
+def serving_ids(vectorizer, text, max_tokens):
+    """Token ids for raw serving input: any bytes (invalid UTF-8 is replaced), at least one column."""
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    ids = vectorizer(text)[:, :max_tokens]
+    # An empty batch of texts vectorizes to zero columns; one all-padding step keeps the RNN defined.
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])

@@ -1,0 +1,75 @@
+"""Metrics, baselines, result tables and plots, shared by every task."""
+import numpy as np
+from sklearn import metrics as skm
+
+
+def classification(y_true, y_pred, labels):
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support over `labels`."""
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                               "support": int(s[i])} for i, c in enumerate(labels)},
+    }
+
+
+def regression(y_true, y_pred):
+    """Mean absolute error and Pearson r (None where a side is constant)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    r = None if np.std(y_true) == 0 or np.std(y_pred) == 0 else float(np.corrcoef(y_true, y_pred)[0, 1])
+    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)), "pearson": r}
+
+
+def majority(train_labels, size):
+    """Predictions of the majority-class baseline: the most frequent training label, `size` times."""
+    values, counts = np.unique(train_labels, return_counts=True)
+    return np.full(size, values[np.argmax(counts)], dtype=object)
+
+
+def table(rows, columns):
+    """A plain-text table; rows are dicts, numbers shown with 3 decimals, missing as '-'."""
+    def cell(v):
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_history(history, path):
+    """Training curves: every metric that has a val_ twin, one panel each."""
+    plt = _pyplot()
+    names = [k for k in history if not k.startswith("val_") and f"val_{k}" in history]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = range(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(y_true, y_pred, labels, path):
+    plt = _pyplot()
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    size = max(4, 0.35 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
+        ax=ax, colorbar=False, xticks_rotation="vertical", include_values=len(labels) <= 12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""What the many-to-one text tasks (sentiment, classify) share: reading texts with a target column,
+the text encoder, fitting, and the export of a text-in, named-outputs-out SavedModel."""
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nlpapps import evaluation, export, training
+from nlpapps.blocks import recurrent_stack
+from nlpapps.data import sources, text
+from nlpapps.errors import UserError
+
+
+def prepare(recipe, log):
+    """Splits with 'text', 'target' (and 'domain' where present), the fitted vectorizer, every
+    split's token ids, and how many empty texts each split skipped."""
+    d = recipe["data"]
+    splits = sources.load(d["source"], {"text": d["text"], "target": d["label"], "domain": d.get("domain", "")},
+                          optional=("domain",), fractions=tuple(d["split"]), seed=d["seed"])
+    text.require_text(splits["train"]["text"], d["text"])
+    dropped = {}
+    for name, columns in splits.items():
+        keys = list(columns)
+        kept, dropped[name] = text.drop_empty(*(columns[k] for k in keys))
+        splits[name] = dict(zip(keys, kept))
+    vectorizer, ids = _vectorize(splits, recipe["text"], dropped)
+    if sum(dropped.values()):
+        log(f"skipped {sum(dropped.values())} empty texts ({', '.join(f'{k} {v}' for k, v in dropped.items())})")
+    for name in ("train", "validation", "test"):
+        if not len(splits[name]["text"]):
+            raise UserError(f"{d['source']}: the {name} split is empty; the data has too few rows")
+    log(f"data: {d['source']}: " + ", ".join(f"{k} {len(v['text'])}" for k, v in splits.items())
+        + f"; vocabulary {vectorizer.vocabulary_size()}, texts cut to {recipe['text']['max_tokens']} tokens")
+    return splits, vectorizer, ids, dropped
+
+
+def _vectorize(splits, settings, dropped):
+    """The vectorizer fitted on the training texts, and every split's ragged token ids. Texts left
+    with no token at all (only punctuation) are dropped too and counted in `dropped`."""
+    vectorizer = text.fit_vectorizer(splits["train"]["text"], settings["vocab_size"])
+    ids = {}
+    for name, columns in splits.items():
+        ragged = text.token_ids(vectorizer, columns["text"], settings["max_tokens"])
+        keep = ragged.row_lengths().numpy() > 0
+        splits[name] = {k: v[keep] for k, v in columns.items()}
+        ids[name] = tf.ragged.boolean_mask(ragged, keep)
+        dropped[name] += int((~keep).sum())
+    return vectorizer, ids
+
+
+def encoder(vocab_size, m):
+    """Token ids → embedding → shared recurrent block → one vector per text."""
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(vocab_size, m["embedding_dim"], mask_zero=True, name="embedding")(ids)
+    x = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=m["bidirectional"],
+                        dropout=m["dropout"], residual=m["residual"], name="encoder")(x)
+    return ids, x
+
+
+def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min"):
+    """Fit on bucketed batches; returns (history, seconds)."""
+    t = recipe["train"]
+    batches = {k: text.pipeline(ids[k], targets[k], batch_size=t["batch_size"], shuffle=k == "train",
+                                seed=t["seed"]) for k in ("train", "validation")}
+    start = time.perf_counter()
+    history = training.fit(model, batches["train"], batches["validation"], t,
+                           training.run_dir(output_root, recipe), monitor=monitor, mode=mode)
+    return history, time.perf_counter() - start
+
+
+def predict(model, ids, batch_size=256):
+    """Model outputs for ragged ids, batched by length like training."""
+    order = np.argsort(ids.row_lengths().numpy(), kind="stable")
+    out = [model(tf.gather(ids, order[i:i + batch_size]).to_tensor(), training=False)
+           for i in range(0, len(order), batch_size)]
+    joined = {k: np.concatenate([np.asarray(o[k]) for o in out]) for k in out[0]}
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {k: v[inverse] for k, v in joined.items()}
+
+
+def classes_of(splits, ids, origin, log):
+    """The label set seen in training. Validation/test rows whose label training never saw cannot
+    be learned or scored: they are dropped and counted. Adds integer 'y' to every split."""
+    classes = sorted(set(splits["train"]["label"]))
+    if len(classes) < 2:
+        raise UserError(f"{origin}: the label column has one class only ({classes[0]!r}); need two or more")
+    index = {c: i for i, c in enumerate(classes)}
+    for name, columns in splits.items():
+        known = np.array([c in index for c in columns["label"]], dtype=bool)
+        if not known.all():
+            log(f"{name}: dropped {int((~known).sum())} rows whose label is not in the training split")
+            splits[name] = columns = {k: v[known] for k, v in columns.items()}
+            ids[name] = tf.ragged.boolean_mask(ids[name], known)
+        columns["y"] = np.array([index[c] for c in columns["label"]], dtype="int32")
+    return classes
+
+
+def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
+    """Export: `text: string[batch]` → the named outputs that `outputs(model outputs)` builds."""
+    max_tokens = recipe["text"]["max_tokens"]
+    class_names = tf.constant(classes)
+
+    def serve(text_in):
+        result = model(text.serving_ids(vectorizer, text_in, max_tokens), training=False)
+        probabilities = result[next(iter(result))] if isinstance(result, dict) else result
+        named = outputs(result)
+        named.update(label=tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
+                     probabilities=probabilities, classes=class_names)
+        return named
+
+    raw = keras.Input((1,), dtype="string", name="text")
+    end_to_end = keras.Model(raw, model(vectorizer(raw)), name=f"{recipe.task}_end_to_end")
+    return export.save(
+        output_root, recipe.task, endpoint=serve,
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+        track=[model, vectorizer], keras_model=end_to_end,
+        metadata={"recipe": recipe.flat(), "classes": list(classes), **metadata},
+        extras=[("training_curves.png", lambda p: evaluation.plot_history(metadata["history"], p)), *extras])

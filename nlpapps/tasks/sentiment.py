@@ -1,0 +1,102 @@
+"""Sentiment (many-to-one): a text's polarity and its intensity score on the data's own scale.
+
+Scored data (the shipped snippets: mean human rating -4..+4) trains two heads, a polarity derived
+from the score's sign and a score regression; label-only data (imdb_reviews: neg/pos) trains the
+polarity head alone and reports the probability of the last (positive) class as the score.
+"""
+import keras
+import numpy as np
+
+from nlpapps import evaluation
+from nlpapps.tasks import many_to_one
+
+NAME = "sentiment"
+
+
+def polarity(scores, band):
+    """negative/positive by sign; neutral within `band` of zero when band > 0."""
+    if band <= 0:
+        return np.where(scores >= 0, "positive", "negative")
+    return np.where(scores >= band, "positive", np.where(scores <= -band, "negative", "neutral"))
+
+
+def _scores(values):
+    try:
+        return np.asarray(values, dtype=float)
+    except ValueError:
+        return None
+
+
+def build(vocab_size, classes, scored, m, learning_rate):
+    ids, x = many_to_one.encoder(vocab_size, m)
+    outputs = {"polarity": keras.layers.Dense(len(classes), activation="softmax", name="polarity")(x)}
+    losses, metrics = {"polarity": "sparse_categorical_crossentropy"}, {"polarity": ["accuracy"]}
+    if scored:  # tanh keeps the score inside the data's range once scaled back
+        outputs["score"] = keras.layers.Dense(1, activation="tanh", name="score")(x)
+        losses["score"], metrics["score"] = "mse", ["mae"]
+    model = keras.Model(ids, outputs, name="sentiment")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, metrics=metrics,
+                  jit_compile=False)
+    return model
+
+
+def run(recipe, output_root, log=print):
+    d, m, t = recipe["data"], recipe["model"], recipe["train"]
+    splits, vectorizer, ids, dropped = many_to_one.prepare(recipe, log)
+    scored = all(_scores(v["target"]) is not None for v in splits.values())
+    for columns in splits.values():
+        if scored:
+            columns["score"] = _scores(columns["target"])
+            columns["label"] = polarity(columns["score"], d["neutral_band"])
+        else:
+            columns["label"] = columns["target"].astype(str)
+    classes = many_to_one.classes_of(splits, ids, d["source"], log)
+    # Scores are learned on [-1, 1]: the data's own scale is restored at the output.
+    scale = (float(np.ceil(np.abs(splits["train"]["score"]).max())) or 1.0) if scored else 1.0
+    targets = {k: {"polarity": v["y"], **({"score": (v["score"] / scale)[:, None].astype("float32")}
+                                           if scored else {})} for k, v in splits.items()}
+
+    model = build(vectorizer.vocabulary_size(), classes, scored, m, t["learning_rate"])
+    history, seconds = many_to_one.fit(model, ids, targets, recipe, output_root)
+
+    test, train = splits["test"], splits["train"]
+    out = many_to_one.predict(model, ids["test"])
+    predicted = np.array(classes, dtype=object)[out["polarity"].argmax(-1)]
+    if scored:
+        true_score, predicted_score, mean_score = test["score"], out["score"][:, 0] * scale, train["score"].mean()
+    else:  # label-only data: the score is the probability of the positive (last) class
+        true_score = (test["label"] == classes[-1]).astype(float)
+        predicted_score, mean_score = out["polarity"][:, -1], (train["label"] == classes[-1]).mean()
+    baseline = evaluation.majority(train["label"], len(predicted))
+    groups = [("all", np.ones(len(predicted), bool))]
+    if "domain" in test:
+        groups += [(g, test["domain"] == g) for g in sorted(set(test["domain"]))]
+    rows = []
+    for group, sel in groups:
+        c = evaluation.classification(test["label"][sel], predicted[sel], classes)
+        r = evaluation.regression(true_score[sel], predicted_score[sel])
+        b = evaluation.classification(test["label"][sel], baseline[sel], classes)
+        b_mae = evaluation.regression(true_score[sel], np.full(sel.sum(), mean_score))["mae"]
+        rows.append({"group": group, "texts": int(sel.sum()), "accuracy": c["accuracy"],
+                     "macro_f1": c["macro_f1"], "score_mae": r["mae"], "score_r": r["pearson"],
+                     "majority_accuracy": b["accuracy"], "majority_f1": b["macro_f1"], "mean_score_mae": b_mae})
+    log("\ntest split (majority_*: the majority-class baseline; mean_score_mae: always the training mean)")
+    log(evaluation.table(rows, list(rows[0])))
+    metadata = {
+        "data": {"source": d["source"], "sizes": {k: len(v["text"]) for k, v in splits.items()},
+                 "skipped_empty": dropped, "scored": scored, "score_scale": scale},
+        "metrics": {"headline": {"polarity_accuracy": rows[0]["accuracy"], "score_pearson": rows[0]["score_r"]},
+                    "test": rows},
+        "history": history, "train_seconds": round(seconds, 1),
+    }
+
+    def outputs(result):
+        return {"score": result["score"][:, 0] * scale if scored else result["polarity"][:, -1]}
+
+    return many_to_one.save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras=())
+
+
+def rows(outputs, top_k=None):
+    """Readable predictions, one dict per text."""
+    return [{"label": label.decode(), "score": round(float(score), 3)}
+            for label, score in zip(outputs["label"], outputs["score"])]
