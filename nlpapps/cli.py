@@ -38,6 +38,9 @@ def import_tensorflow():
             os.close(saved)
 
 
+TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
 class App(click.Group):
     """Every user mistake ends as one line on stderr and exit code 2, never a traceback."""
 
@@ -76,14 +79,15 @@ def cli():
               help="Where exports (and training runs) go.")
 def run(recipe, overrides, output, **flags):
     """Train, evaluate and export a task: a name (sentiment, classify) or a recipe .toml file."""
-    given = [f"{SHORTHANDS[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    given = [f"{SHORTHANDS[k]}={json.dumps(v, ensure_ascii=False)}" for k, v in flags.items() if v is not None]
     settings = recipes.load(recipe, [*given, *overrides])
     import_tensorflow()
     from nlpapps import tasks, training
-    from nlpapps.blocks import CELLS
-    cell = settings.settings.get("model", {}).get("cell")
-    if cell is not None and cell not in CELLS:
-        raise UserError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
+    from nlpapps.blocks import CELLS, POOLINGS
+    for key, choices in (("cell", CELLS), ("pooling", POOLINGS)):
+        value = settings.settings.get("model", {}).get(key)
+        if value is not None and value not in choices:
+            raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
     click.echo(f"\nexported {settings.task} model to {path}")
@@ -121,8 +125,9 @@ def predict(task, texts, model_path, models, top_k, as_json):
         text = text.decode("utf-8", "replace")
         if as_json:
             click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))
-        else:
-            click.echo("\t".join([text, *(str(v) for v in row.values())]))
+        else:  # one line per text, whatever the text holds
+            cells = [text, *(str(v) for v in row.values())]
+            click.echo("\t".join(c.translate(TSV_ESCAPES) for c in cells))
 
 
 @cli.command("list")

@@ -6,8 +6,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import keras
-
 from nlpapps import __version__
 from nlpapps.errors import UserError
 
@@ -28,6 +26,15 @@ def latest(output_root, task):
     return Path(output_root) / task / str(found[-1])
 
 
+def load_keras(path):
+    """The `model.keras` of an export, with the project's layers and text standardization known."""
+    import keras
+
+    import nlpapps.blocks  # noqa: F401  (registers the recurrent layers)
+    import nlpapps.data.text  # noqa: F401  (registers standardize and ServingIds)
+    return keras.models.load_model(Path(path) / "model.keras" if Path(path).is_dir() else path, safe_mode=True)
+
+
 def save(output_root, task, *, endpoint, input_signature, track, keras_model, metadata, extras=()):
     """Write the export to a temporary folder, then rename it into the next free version.
 
@@ -35,6 +42,8 @@ def save(output_root, task, *, endpoint, input_signature, track, keras_model, me
     track: the Keras objects whose variables and lookup tables it uses;
     extras: (file name, writer(path)) pairs such as plots, written beside the SavedModel.
     """
+    import keras
+
     task_dir = Path(output_root) / task
     task_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=task_dir))

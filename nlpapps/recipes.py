@@ -100,10 +100,10 @@ def load(name_or_path, overrides=()):
     if not isinstance(task, str):
         raise UserError(f"{path}: a recipe must name its task, e.g. task = \"sentiment\"")
     default_path = PROJECT_RECIPES / f"{task}.toml"
-    if not default_path.is_file():
+    defaults = _read(default_path) if default_path.is_file() else {}
+    if defaults.get("task") != task:
         raise UserError(f"{path}: unknown task {task!r}")
-    settings = {k: v for k, v in _read(default_path).items() if isinstance(v, dict)}
-    settings = copy.deepcopy(settings)
+    settings = copy.deepcopy({k: v for k, v in defaults.items() if isinstance(v, dict)})
     if path.resolve() != default_path.resolve():
         _merge(settings, raw, path, task)
     for item in overrides:

@@ -19,8 +19,9 @@ def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
-def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="min"):
-    """Train `model` (compiled) and return its history; best validation weights are restored."""
+def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="min", class_weight=None):
+    """Train `model` (compiled) and return its history; best validation weights are restored.
+    class_weight: {class id: weight} for a single-output model, as Keras' fit takes it."""
     workdir = Path(workdir)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(workdir / "backup")),
@@ -34,5 +35,6 @@ def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="m
         # Length-bucketed datasets have no known size, so Keras finds each epoch's end by running out.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = model.fit(train, validation_data=validation, epochs=settings["epochs"],
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
+                            callbacks=callbacks, verbose=verbose, shuffle=False,
+                            class_weight=class_weight)
     return history.history

@@ -201,6 +201,25 @@ def test_stack_padded_equals_unpadded(cell, bidirectional):
     assert not np.allclose(unmasked, masked, atol=1e-4)
 
 
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_pooling_ignores_padding(pooling):
+    rng = np.random.default_rng(12)
+    ids = _padded_batch(rng, [5, 2, 7], pad_to=9)
+    inp = keras.Input((None,), dtype="int32")
+    emb = keras.layers.Embedding(30, 6, mask_zero=True)(inp)
+    model = keras.Model(inp, recurrent_stack("gru", 4, bidirectional=True, pooling=pooling)(emb))
+    batched = model(ids).numpy()
+    assert batched.shape == (3, 8)
+    for row, n in enumerate([5, 2, 7]):
+        np.testing.assert_allclose(batched[row], model(ids[row : row + 1, :n])[0], atol=1e-5)
+    # Pooling is over time, so it differs from the final state.
+    last = keras.Model(inp, recurrent_stack("gru", 4, bidirectional=True)(emb))
+    last.set_weights(model.get_weights())
+    assert not np.allclose(last(ids), batched, atol=1e-4)
+    # A text that is all padding pools to zeros, never -inf or NaN.
+    np.testing.assert_array_equal(model(np.zeros((1, 3), "int32")), np.zeros((1, 8)))
+
+
 def test_stack_sequence_mask_propagates_and_eager_matches_functional():
     rng = np.random.default_rng(9)
     ids = _padded_batch(rng, [3, 6])

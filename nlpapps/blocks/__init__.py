@@ -1,10 +1,11 @@
 """Recurrent building blocks: textbook cells and the project's one recurrent-layer factory."""
 
 from nlpapps.blocks.cells import GRUCell, LSTMCell, PeepholeLSTMCell
-from nlpapps.blocks.stack import CELLS, RecurrentStack, recurrent_stack
+from nlpapps.blocks.stack import CELLS, POOLINGS, RecurrentStack, recurrent_stack
 
 __all__ = [
     "CELLS",
+    "POOLINGS",
     "GRUCell",
     "LSTMCell",
     "PeepholeLSTMCell",

@@ -11,6 +11,7 @@ from keras import ops
 from nlpapps.blocks.cells import PeepholeLSTMCell
 
 CELLS = ("rnn", "lstm", "gru", "peephole")
+POOLINGS = ("last", "max", "mean")
 _N_STATES = {"rnn": 1, "lstm": 2, "gru": 1, "peephole": 2}  # [h] or [h, c]
 
 
@@ -24,6 +25,19 @@ def _recurrent_layer(cell, units, return_sequences, return_state):
         return keras.layers.GRU(units, **kw)
     # No fused kernel exists for peepholes, so this one runs the generic RNN loop.
     return keras.layers.RNN(PeepholeLSTMCell(units), **kw)
+
+
+def _pool(x, mask, how):
+    """Max or mean over time of the steps the mask keeps: padding must not change the result."""
+    if mask is None:
+        mask = ops.ones(ops.shape(x)[:2], dtype="bool")
+    keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+    if how == "mean":
+        weights = ops.cast(keep, x.dtype)
+        return ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+    # A text with no kept step (all padding) pools to zeros rather than -inf.
+    pooled = ops.max(ops.where(keep, x, -1e9), axis=1)
+    return ops.where(ops.any(keep, axis=1), pooled, 0.0)
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
@@ -41,6 +55,9 @@ class RecurrentStack(keras.layers.Layer):
             shapes match (i.e. when that layer returns sequences):
             x_{k+1} = x_k + dropout(layer_k(x_k)).
         return_sequences: the last layer returns the full sequence.
+        pooling: how a sequence becomes one vector when return_sequences is off:
+            "last" (final state), or "max" / "mean" over the unmasked steps of
+            the last layer's outputs (often better for classifying a text).
         return_state: also return the last layer's final states as a list
             ([h, c] for lstm/peephole, [h] for rnn/gru). Bidirectional states
             are forward and backward concatenated, so 2*units wide.
@@ -61,6 +78,7 @@ class RecurrentStack(keras.layers.Layer):
         residual=False,
         return_sequences=False,
         return_state=False,
+        pooling="last",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,6 +88,8 @@ class RecurrentStack(keras.layers.Layer):
             raise ValueError(f"units must be >= 1, got {units!r}")
         if int(depth) < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
+        if pooling not in POOLINGS or (pooling != "last" and return_sequences):
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, and 'last' with return_sequences")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.cell = cell
@@ -80,6 +100,7 @@ class RecurrentStack(keras.layers.Layer):
         self.residual = bool(residual)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
+        self.pooling = pooling
         self.supports_masking = True
 
         self.rnn_layers = []
@@ -88,7 +109,7 @@ class RecurrentStack(keras.layers.Layer):
             layer = _recurrent_layer(
                 cell,
                 self.units,
-                return_sequences=self.return_sequences or not last,
+                return_sequences=self.return_sequences or self.pooling != "last" or not last,
                 return_state=self.return_state and last,
             )
             if self.bidirectional:
@@ -130,6 +151,8 @@ class RecurrentStack(keras.layers.Layer):
             if self.residual and k > 0 and len(y.shape) == 3:
                 y = x + y
             x = y
+        if self.pooling != "last":
+            x = _pool(x, mask, self.pooling)
         if not self.return_state:
             return x
         if self.bidirectional:
@@ -154,6 +177,7 @@ class RecurrentStack(keras.layers.Layer):
             "residual": self.residual,
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
+            "pooling": self.pooling,
         }
 
 
@@ -166,6 +190,7 @@ def recurrent_stack(
     residual=False,
     return_sequences=False,
     return_state=False,
+    pooling="last",
     name=None,
 ):
     """Build a ``RecurrentStack``; the entry point models should use."""
@@ -178,5 +203,6 @@ def recurrent_stack(
         residual=residual,
         return_sequences=return_sequences,
         return_state=return_state,
+        pooling=pooling,
         name=name,
     )

@@ -30,13 +30,15 @@ def load(spec, columns, *, optional=(), fractions=(0.8, 0.1, 0.1), seed=0):
     A column set to '' is not read; a canonical name in `optional` is left out when its column is absent.
     """
     if spec.startswith("tfds:"):
-        splits = _tfds(spec[5:], columns, optional)
+        splits = _tfds(spec[5:], columns, optional, fractions, seed)
     else:
         path = SHIPPED / f"{spec[8:]}.tsv.gz" if spec.startswith("shipped:") else Path(spec)
         if spec.startswith("shipped:") and not path.is_file():
             names = ", ".join(sorted(p.name.split(".")[0] for p in SHIPPED.glob("*.tsv.gz")))
             raise UserError(f"no shipped dataset {spec[8:]!r}; shipped: {names}")
         table = _folder(path) if path.is_dir() else _file(path)
+        if path.is_dir():  # a folder has text and label (its sub-folder) whatever the recipe's names
+            columns = {k: "text" if k == "text" else "" if k in optional else "label" for k in columns}
         splits = split(_select(table, columns, optional, spec), fractions, seed)
     return splits
 
@@ -110,7 +112,7 @@ def _folder(path):
     return {"text": np.array(texts, dtype=object), "label": np.array(labels, dtype=object)}
 
 
-def _tfds(name, columns, optional):
+def _tfds(name, columns, optional, fractions, seed):
     import tensorflow_datasets as tfds
 
     try:
@@ -120,7 +122,7 @@ def _tfds(name, columns, optional):
     features = info.features
     mapping = {}
     for canonical, column in columns.items():
-        fallbacks = {"text": TFDS_TEXT_FIELDS, "label": TFDS_LABEL_FIELDS}.get(canonical, ())
+        fallbacks = {"text": TFDS_TEXT_FIELDS, "label": TFDS_LABEL_FIELDS, "target": TFDS_LABEL_FIELDS}.get(canonical, ())
         found = column if column in features else next((f for f in fallbacks if f in features), None)
         if found is None and column and canonical not in optional:
             raise UserError(f"tfds:{name}: no field {column!r}; fields are: {', '.join(features)}")
@@ -132,8 +134,8 @@ def _tfds(name, columns, optional):
         out[split_name] = {c: np.array([_tfds_value(features[f], r[f]) for r in rows], dtype=object)
                            for c, f in mapping.items()}
     if "validation" not in out:
-        # carve a seeded validation set from train, as the shipped data gets one
-        train = split(out.pop("train"), (0.9, 0.1, 0.0), 0)
+        # carve a seeded validation set from train, in the recipe's train:validation proportion
+        train = split(out.pop("train"), (fractions[0], fractions[1], 0.0), seed)
         out["train"], out["validation"] = train["train"], train["validation"]
     if "test" not in out:
         raise UserError(f"tfds:{name}: has no test split")

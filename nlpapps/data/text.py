@@ -32,9 +32,20 @@ def _is_number(value):
         return False
 
 
+@keras.saving.register_keras_serializable(package="nlpapps")
+def standardize(text):
+    """Lower-case, and make punctuation its own token: '!', '?' and ':)' carry meaning in short
+    texts, so they are kept rather than stripped as Keras' default does. Any bytes are accepted:
+    invalid UTF-8 is replaced, so a served model never fails on its input."""
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    lowered = tf.strings.lower(text, encoding="utf-8")
+    return tf.strings.regex_replace(lowered, r"([^\pL\pN\s'])", r" \1 ")
+
+
 def fit_vectorizer(texts, vocab_size):
     """A TextVectorization layer whose vocabulary comes from the training texts."""
-    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int")
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int",
+                                                standardize=standardize)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
     return vectorizer
 
@@ -75,9 +86,18 @@ def _shapes(targets):
     return tf.nest.map_structure(lambda t: t.shape[1:], targets)
 
 
-def serving_ids(vectorizer, text, max_tokens):
-    """Token ids for raw serving input: any bytes (invalid UTF-8 is replaced), at least one column."""
-    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
-    ids = vectorizer(text)[:, :max_tokens]
-    # An empty batch of texts vectorizes to zero columns; one all-padding step keeps the RNN defined.
-    return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+@keras.saving.register_keras_serializable(package="nlpapps")
+class ServingIds(keras.layers.Layer):
+    """Token ids as the model saw them in training: cut to `max_tokens`, and at least one column,
+    since a batch of empty texts vectorizes to none and a recurrent layer needs one step."""
+
+    def __init__(self, max_tokens, **kwargs):
+        super().__init__(**kwargs)
+        self.max_tokens = max_tokens
+
+    def call(self, ids):
+        ids = ids[:, :self.max_tokens]
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+
+    def get_config(self):
+        return {**super().get_config(), "max_tokens": self.max_tokens}

@@ -53,19 +53,22 @@ def encoder(vocab_size, m):
     """Token ids → embedding → shared recurrent block → one vector per text."""
     ids = keras.Input((None,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(vocab_size, m["embedding_dim"], mask_zero=True, name="embedding")(ids)
+    # Dropping whole word vectors keeps a small corpus from being memorised word by word.
+    x = keras.layers.SpatialDropout1D(m["embedding_dropout"], name="embedding_dropout")(x)
     x = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=m["bidirectional"],
-                        dropout=m["dropout"], residual=m["residual"], name="encoder")(x)
+                        dropout=m["dropout"], residual=m["residual"], pooling=m["pooling"], name="encoder")(x)
     return ids, x
 
 
-def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min"):
-    """Fit on bucketed batches; returns (history, seconds)."""
+def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
+    """Fit on bucketed batches, `class_weight` forwarded to Keras; returns (history, seconds)."""
     t = recipe["train"]
     batches = {k: text.pipeline(ids[k], targets[k], batch_size=t["batch_size"], shuffle=k == "train",
                                 seed=t["seed"]) for k in ("train", "validation")}
     start = time.perf_counter()
     history = training.fit(model, batches["train"], batches["validation"], t,
-                           training.run_dir(output_root, recipe), monitor=monitor, mode=mode)
+                           training.run_dir(output_root, recipe), monitor=monitor, mode=mode,
+                           class_weight=class_weight)
     return history, time.perf_counter() - start
 
 
@@ -85,7 +88,7 @@ def classes_of(splits, ids, origin, log):
     be learned or scored: they are dropped and counted. Adds integer 'y' to every split."""
     classes = sorted(set(splits["train"]["label"]))
     if len(classes) < 2:
-        raise UserError(f"{origin}: the label column has one class only ({classes[0]!r}); need two or more")
+        raise UserError(f"{origin}: the label column has one class only ({str(classes[0])!r}); need two or more")
     index = {c: i for i, c in enumerate(classes)}
     for name, columns in splits.items():
         known = np.array([c in index for c in columns["label"]], dtype=bool)
@@ -99,19 +102,20 @@ def classes_of(splits, ids, origin, log):
 
 def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
     """Export: `text: string[batch]` → the named outputs that `outputs(model outputs)` builds."""
-    max_tokens = recipe["text"]["max_tokens"]
     class_names = tf.constant(classes)
+    # One text-to-ids path for the SavedModel and the Keras model alike.
+    raw = keras.Input((1,), dtype="string", name="text")
+    ids = text.ServingIds(recipe["text"]["max_tokens"], name="serving_ids")
+    end_to_end = keras.Model(raw, model(ids(vectorizer(raw))), name=f"{recipe.task}_end_to_end")
 
     def serve(text_in):
-        result = model(text.serving_ids(vectorizer, text_in, max_tokens), training=False)
+        result = model(ids(vectorizer(text_in)), training=False)
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
         named = outputs(result)
         named.update(label=tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
                      probabilities=probabilities, classes=class_names)
         return named
 
-    raw = keras.Input((1,), dtype="string", name="text")
-    end_to_end = keras.Model(raw, model(vectorizer(raw)), name=f"{recipe.task}_end_to_end")
     return export.save(
         output_root, recipe.task, endpoint=serve,
         input_signature=[tf.TensorSpec([None], tf.string, name="text")],

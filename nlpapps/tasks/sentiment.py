@@ -21,13 +21,15 @@ def polarity(scores, band):
 
 
 def _scores(values):
+    """The column as numeric scores; None for class labels (text, or 0/1 as binary datasets use)."""
     try:
-        return np.asarray(values, dtype=float)
+        scores = np.asarray(values, dtype=float)
     except ValueError:
         return None
+    return None if set(np.unique(scores)) <= {0.0, 1.0} else scores
 
 
-def build(vocab_size, classes, scored, m, learning_rate):
+def build(vocab_size, classes, scored, m, t):
     ids, x = many_to_one.encoder(vocab_size, m)
     outputs = {"polarity": keras.layers.Dense(len(classes), activation="softmax", name="polarity")(x)}
     losses, metrics = {"polarity": "sparse_categorical_crossentropy"}, {"polarity": ["accuracy"]}
@@ -35,8 +37,9 @@ def build(vocab_size, classes, scored, m, learning_rate):
         outputs["score"] = keras.layers.Dense(1, activation="tanh", name="score")(x)
         losses["score"], metrics["score"] = "mse", ["mae"]
     model = keras.Model(ids, outputs, name="sentiment")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, metrics=metrics,
-                  jit_compile=False)
+    weights = {"polarity": 1.0, "score": t["score_weight"]} if scored else None
+    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]), loss=losses, loss_weights=weights,
+                  metrics=metrics, jit_compile=False)
     return model
 
 
@@ -56,7 +59,7 @@ def run(recipe, output_root, log=print):
     targets = {k: {"polarity": v["y"], **({"score": (v["score"] / scale)[:, None].astype("float32")}
                                            if scored else {})} for k, v in splits.items()}
 
-    model = build(vectorizer.vocabulary_size(), classes, scored, m, t["learning_rate"])
+    model = build(vectorizer.vocabulary_size(), classes, scored, m, t)
     history, seconds = many_to_one.fit(model, ids, targets, recipe, output_root)
 
     test, train = splits["test"], splits["train"]

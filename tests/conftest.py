@@ -1,0 +1,109 @@
+"""Shared fixtures: the real `nlpapps` console script, and ONE small sentiment model trained per
+session (plus one tiny label-only model written beside it as version 2), reused by every test."""
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHIPPED_SENTIMENT = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "sentiment_snippets.tsv.gz"
+
+# Small settings: one epoch of a tiny bidirectional GRU on the whole shipped corpus (~20 s on 2 cores).
+SMALL = ["--epochs", "1", "--units", "8", "--set", "text.vocab_size=2000", "--set", "model.embedding_dim=16"]
+
+
+def nlpapps_exe():
+    """The installed console script (there is no `python -m nlpapps`)."""
+    beside = Path(sys.executable).parent / "nlpapps"
+    found = str(beside) if beside.is_file() else shutil.which("nlpapps")
+    assert found, "the nlpapps console script is not installed"
+    return found
+
+
+def cli_env():
+    """The environment a user's shell would give: no log-level hints from the test process."""
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def run_nlpapps(args, *, cwd=None, input=None, timeout=300):
+    """Run the real console script; returns CompletedProcess with bytes stdout/stderr."""
+    return subprocess.run([nlpapps_exe(), *args], cwd=cwd, input=input, capture_output=True,
+                          env=cli_env(), timeout=timeout)
+
+
+def invoke(args, **kwargs):
+    """The click group in-process, as CliRunner sees it (main() sys.exits; CliRunner catches it)."""
+    from click.testing import CliRunner
+
+    from nlpapps.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="nlpapps", **kwargs)
+
+
+def tree_digest(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def shipped_rows(limit=None):
+    """Rows of the shipped sentiment snippets as dicts (domain, score, text)."""
+    with gzip.open(SHIPPED_SENTIMENT, "rt", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return rows[:limit] if limit else rows
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("saved_models")
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(models_root):
+    """`nlpapps run sentiment` with small settings, once per session: (export path, CLI output)."""
+    result = invoke(["run", "sentiment", *SMALL, "--output", models_root])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    path = models_root / "sentiment" / "1"
+    assert path.is_dir(), result.output
+    return path, result.output
+
+
+@pytest.fixture(scope="session")
+def sentiment_export(sentiment_run):
+    return sentiment_run[0]
+
+
+@pytest.fixture(scope="session")
+def label_only_csv(tmp_path_factory):
+    """A tiny label-only CSV of real snippets: text, label (neg/pos); no score, no domain."""
+    path = tmp_path_factory.mktemp("label_only") / "reviews.csv"
+    rows = shipped_rows()
+    pos = [r for r in rows if float(r["score"]) >= 1.0][:40]
+    neg = [r for r in rows if float(r["score"]) <= -1.0][:40]
+    rows = [r for pair in zip(pos, neg) for r in pair]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for r in rows:
+            writer.writerow([r["text"], "pos" if float(r["score"]) > 0 else "neg"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def label_only_run(sentiment_export, models_root, label_only_csv):
+    """A second run into the same output root: the label-only model becomes version 2.
+    Returns (export path, digest of version 1 taken just before this run)."""
+    before = tree_digest(sentiment_export)
+    result = invoke(["run", "sentiment", "--data", label_only_csv, "--label-column", "label",
+                     "--set", "data.domain=", *SMALL, "--output", models_root])
+    assert result.exit_code == 0, f"label-only training failed:\n{result.output}\n{result.exception!r}"
+    return models_root / "sentiment" / "2", before

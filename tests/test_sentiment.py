@@ -1,0 +1,249 @@
+"""Sentiment end to end: one small model trained per session (conftest), its export layout, metadata,
+SavedModel in a fresh TensorFlow-only process, the .keras twin, and a label-only second run."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import tree_digest
+
+# Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+POSITIVE = "What a wonderful, moving film."
+NEGATIVE = "Dreadful, boring and far too long."
+LONG = " ".join(["The plot is dull and the acting is wooden."] * 15
+                + ["But the ending is wonderful, moving and brilliant!"] * 10)  # > 100 tokens
+
+# Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps (imports of it fail).
+SERVE_SCRIPT = r"""
+import json, sys
+
+class NoNlpapps:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "nlpapps":
+            raise ImportError("nlpapps must not be needed to serve an export")
+
+sys.meta_path.insert(0, NoNlpapps())
+import tensorflow as tf
+
+texts = json.loads(sys.argv[2])
+texts = [t.encode("latin-1") if i in json.loads(sys.argv[3]) else t.encode("utf-8") for i, t in enumerate(texts)]
+loaded = tf.saved_model.load(sys.argv[1])
+serve = loaded.signatures["serving_default"]
+out = serve(text=tf.constant(texts, dtype=tf.string))
+
+def plain(v):
+    v = v.numpy()
+    return [x.decode() for x in v.tolist()] if v.dtype == object else v.tolist()
+
+print(json.dumps({
+    "inputs": {k: [s.dtype.name, s.shape.as_list()] for k, s in serve.structured_input_signature[1].items()},
+    "outputs": {k: plain(v) for k, v in out.items()},
+    "dtypes": {k: v.dtype.name for k, v in out.items()},
+    "nlpapps_imported": sorted(m for m in sys.modules if m.split(".")[0] == "nlpapps"),
+}))
+"""
+
+
+def serve_in_fresh_process(export, texts, raw_bytes=(), cwd=None):
+    """Outputs of the export's serving_default on `texts`; items listed in raw_bytes are latin-1 bytes."""
+    proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(export), json.dumps(texts),
+                           json.dumps(list(raw_bytes))], capture_output=True, text=True, cwd=cwd, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def metadata(sentiment_export):
+    return json.loads((sentiment_export / "metadata.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def served(sentiment_export, tmp_path_factory):
+    texts = [POSITIVE, NEGATIVE, "", "\xff\xfe bad", "¡Qué película! ÉTÉ 😀 :)", LONG]
+    return serve_in_fresh_process(sentiment_export, texts, raw_bytes=[3], cwd=tmp_path_factory.mktemp("cwd"))
+
+
+# ---------------------------------------------------------------------------------- export layout
+
+
+def test_export_layout(sentiment_export, models_root):
+    assert sentiment_export == models_root / "sentiment" / "1"
+    for name in ("saved_model.pb", "metadata.json", "model.keras", "training_curves.png"):
+        assert (sentiment_export / name).is_file(), name
+    assert any((sentiment_export / "variables").glob("variables.index"))
+    # written to a temporary folder and renamed: nothing half-written is left behind
+    assert not [p for p in (models_root / "sentiment").iterdir() if p.name.startswith(".")]
+
+
+def test_training_curves_is_a_png(sentiment_export):
+    data = (sentiment_export / "training_curves.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
+    path, output = sentiment_run
+    assert output.rstrip().endswith(f"exported sentiment model to {path}")
+    table = output[output.index("test split"):]
+    for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
+        assert word in table
+
+
+def test_completed_run_leaves_no_resume_backup(sentiment_export, models_root):
+    """BackupAndRestore's backup is for interrupted runs: once finished, running the same command
+    again must train afresh, not 'resume' a finished run with zero epochs left."""
+    runs = list((models_root / "sentiment" / "runs").iterdir())
+    assert runs, "no training run folder"
+    assert not [p for r in runs for p in r.glob("backup/*")]
+
+
+# --------------------------------------------------------------------------------------- metadata
+
+
+def test_metadata_records_task_recipe_and_data(metadata):
+    assert metadata["task"] == "sentiment"
+    recipe = metadata["recipe"]
+    assert recipe["model.units"] == 8 and recipe["text.vocab_size"] == 2000
+    assert recipe["model.embedding_dim"] == 16 and recipe["train.epochs"] == 1
+    assert recipe["data.source"] == "shipped:sentiment_snippets"
+    assert metadata["classes"] == ["negative", "positive"]
+    assert metadata["data"]["sizes"] == {"train": 14810, "validation": 1852, "test": 1851}
+    assert metadata["data"]["scored"] is True and metadata["data"]["score_scale"] == 4.0
+    assert len(metadata["history"]["loss"]) == 1 and "val_loss" in metadata["history"]
+    assert metadata["created"]
+
+
+def test_metadata_metrics_headline_and_per_domain_rows(metadata):
+    metrics = metadata["metrics"]
+    headline = metrics["headline"]
+    assert set(headline) == {"polarity_accuracy", "score_pearson"}
+    rows = {r["group"]: r for r in metrics["test"]}
+    assert list(rows) == ["all", "movie", "product", "tweet"]
+    assert rows["all"]["texts"] == metadata["data"]["sizes"]["test"]
+    assert sum(rows[d]["texts"] for d in ("movie", "product", "tweet")) == rows["all"]["texts"]
+    assert headline["polarity_accuracy"] == rows["all"]["accuracy"]
+    assert headline["score_pearson"] == rows["all"]["score_r"]
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0
+        assert row["score_mae"] >= 0.0
+    # even one epoch of a tiny model learns something: above the majority baseline, scores correlate
+    assert rows["all"]["accuracy"] > rows["all"]["majority_accuracy"] + 0.05
+    assert headline["score_pearson"] > 0.3
+    assert rows["all"]["score_mae"] < rows["all"]["mean_score_mae"]
+
+
+# ------------------------------------------------------------------------ SavedModel, fresh process
+
+
+def test_signature_names_its_input_and_outputs(served):
+    assert served["inputs"] == {"text": ["string", [None]]}
+    assert set(served["outputs"]) == {"score", "label", "probabilities", "classes"}
+    assert served["dtypes"]["score"] == "float32" and served["dtypes"]["label"] == "string"
+    assert served["nlpapps_imported"] == []
+
+
+def test_outputs_are_readable_and_in_range(served):
+    out = served["outputs"]
+    n = 6
+    assert out["classes"] == ["negative", "positive"]
+    assert len(out["score"]) == len(out["label"]) == len(out["probabilities"]) == n
+    scores, probabilities = np.array(out["score"]), np.array(out["probabilities"])
+    assert np.isfinite(scores).all() and (np.abs(scores) <= 4.0).all()
+    assert probabilities.shape == (n, 2) and (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert set(out["label"]) <= {"negative", "positive"}
+    assert out["label"] == [out["classes"][i] for i in probabilities.argmax(axis=1)]
+
+
+def test_real_sentences_are_scored_the_right_way_round(served):
+    out = served["outputs"]
+    assert out["score"][0] > out["score"][1] + 1.0
+    assert out["probabilities"][0][1] > out["probabilities"][1][1]
+    assert out["label"][:2] == ["positive", "negative"]
+
+
+def test_empty_and_invalid_utf8_text_get_results(served):
+    out = served["outputs"]
+    for i in (2, 3):  # "" and b"\xff\xfe bad"
+        assert out["label"][i] in ("negative", "positive")
+        assert np.isfinite(out["score"][i]) and abs(out["score"][i]) <= 4.0
+
+
+def test_only_empty_texts_in_a_batch(sentiment_export, tmp_path):
+    out = serve_in_fresh_process(sentiment_export, ["", ""], cwd=tmp_path)["outputs"]
+    assert len(out["score"]) == 2 and out["score"][0] == pytest.approx(out["score"][1])
+
+
+# ---------------------------------------------------------------------------- .keras twin model
+
+
+@pytest.fixture(scope="module")
+def twins(sentiment_export):
+    """(reloaded .keras end-to-end model, SavedModel serving function), both in this process."""
+    import tensorflow as tf
+
+    from nlpapps import export
+
+    model = export.load_keras(sentiment_export)
+    serve = tf.saved_model.load(str(sentiment_export)).signatures["serving_default"]
+    return model, serve
+
+
+def keras_vs_savedmodel(twins, texts):
+    import tensorflow as tf
+
+    model, serve = twins
+    from_keras = model(tf.constant([[t] for t in texts]), training=False)
+    from_keras = from_keras["polarity"] if isinstance(from_keras, dict) else from_keras
+    return np.asarray(from_keras), serve(text=tf.constant(texts))["probabilities"].numpy()
+
+
+def test_keras_model_matches_savedmodel(twins):
+    texts = [POSITIVE, NEGATIVE, "Not bad at all!", "ÉTÉ 😀", ""]
+    from_keras, from_savedmodel = keras_vs_savedmodel(twins, texts)
+    assert from_keras.shape == (len(texts), 2)
+    np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
+
+
+def test_keras_model_matches_savedmodel_on_text_longer_than_max_tokens(twins):
+    """The SavedModel cuts texts to text.max_tokens (100); the .keras twin must do the same."""
+    from_keras, from_savedmodel = keras_vs_savedmodel(twins, [LONG, POSITIVE])
+    np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
+
+
+def test_keras_model_handles_a_batch_of_empty_texts_like_savedmodel(twins):
+    from_keras, from_savedmodel = keras_vs_savedmodel(twins, [""])
+    np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
+
+
+# ------------------------------------------------------------------- second run: label-only data
+
+
+def test_second_run_is_version_2_and_leaves_version_1_intact(label_only_run, sentiment_export, models_root):
+    path, before = label_only_run
+    assert path == models_root / "sentiment" / "2"
+    assert (path / "saved_model.pb").is_file() and (path / "metadata.json").is_file()
+    assert sorted(p.name for p in (models_root / "sentiment").iterdir() if p.name.isdigit()) == ["1", "2"]
+    assert tree_digest(sentiment_export) == before
+
+
+def test_label_only_metadata(label_only_run, label_only_csv):
+    meta = json.loads((label_only_run[0] / "metadata.json").read_text())
+    assert meta["classes"] == ["neg", "pos"]
+    assert meta["data"]["scored"] is False
+    assert meta["data"]["source"] == str(label_only_csv)
+    assert sum(meta["data"]["sizes"].values()) == 80
+    assert [r["group"] for r in meta["metrics"]["test"]] == ["all"]  # no domain column
+
+
+def test_label_only_score_is_probability_of_pos(label_only_run, tmp_path):
+    texts = [POSITIVE, NEGATIVE, "", "An utterly forgettable sequel."]
+    out = serve_in_fresh_process(label_only_run[0], texts, cwd=tmp_path)["outputs"]
+    assert out["classes"] == ["neg", "pos"]
+    assert set(out["label"]) <= {"neg", "pos"}
+    probabilities = np.array(out["probabilities"])
+    np.testing.assert_allclose(out["score"], probabilities[:, 1], atol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
