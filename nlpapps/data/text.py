@@ -42,10 +42,11 @@ def standardize(text):
     return tf.strings.regex_replace(lowered, r"([^\pL\pN\s'])", r" \1 ")
 
 
-def fit_vectorizer(texts, vocab_size):
-    """A TextVectorization layer whose vocabulary comes from the training texts."""
+def fit_vectorizer(texts, vocab_size, ngrams=1):
+    """A TextVectorization layer whose vocabulary comes from the training texts. With ngrams > 1
+    a text's words are followed by its word bigrams (… up to n-grams), each one token."""
     vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int",
-                                                standardize=standardize)
+                                                standardize=standardize, ngrams=ngrams if ngrams > 1 else None)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
     return vectorizer
 

@@ -16,7 +16,7 @@ NAME = "classify"
 CLASS_WEIGHTS = ("auto", "on", "off")
 
 
-def build(vocab_size, n_classes, m, t):
+def build(vocab_size, n_classes, m, learning_rate):
     ids, x = many_to_one.encoder(vocab_size, m)
     if n_classes == 2:
         p = keras.layers.Dense(1, activation="sigmoid", name="sigmoid")(x)
@@ -24,10 +24,9 @@ def build(vocab_size, n_classes, m, t):
     else:
         probabilities = keras.layers.Dense(n_classes, activation="softmax", name="softmax")(x)
     model = keras.Model(ids, {"probabilities": probabilities}, name="classify")
-    # Targets are one-hot; on [1 - p, p] this loss is the binary cross-entropy of p.
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=t["label_smoothing"])
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]), loss=loss,
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=False)
+    # On [1 - p, p] this loss is the binary cross-entropy of p.
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
     return model
 
 
@@ -37,7 +36,7 @@ def class_weights(y, n_classes, mode):
     counts = np.bincount(y, minlength=n_classes)
     if mode == "off" or (mode == "auto" and counts.max() < 3 * counts.min()):
         return None
-    return {i: float(w) for i, w in enumerate(np.sqrt(len(y) / (n_classes * counts)))}
+    return {i: float(w) for i, w in enumerate(len(y) / (n_classes * counts))}
 
 
 def run(recipe, output_root, log=print):
@@ -58,9 +57,8 @@ def run(recipe, output_root, log=print):
     log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights "
         + ("off" if weights is None else ", ".join(f"{classes[i]} {w:.2f}" for i, w in weights.items())))
 
-    model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t)
-    one_hot = {k: np.eye(len(classes), dtype="float32")[v["y"]] for k, v in splits.items()}
-    history, seconds = many_to_one.fit(model, ids, one_hot, recipe,
+    model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
+    history, seconds = many_to_one.fit(model, ids, {k: v["y"] for k, v in splits.items()}, recipe,
                                        output_root, class_weight=weights)
 
     test, train = splits["test"], splits["train"]

@@ -38,7 +38,7 @@ def prepare(recipe, log):
 def _vectorize(splits, settings, dropped):
     """The vectorizer fitted on the training texts, and every split's ragged token ids. Texts left
     with no token at all (only punctuation) are dropped too and counted in `dropped`."""
-    vectorizer = text.fit_vectorizer(splits["train"]["text"], settings["vocab_size"])
+    vectorizer = text.fit_vectorizer(splits["train"]["text"], settings["vocab_size"], settings["ngrams"])
     ids = {}
     for name, columns in splits.items():
         ragged = text.token_ids(vectorizer, columns["text"], settings["max_tokens"])
