@@ -54,8 +54,9 @@ def run(recipe, output_root, log=print):
         if not len(splits[name]["y"]):
             raise UserError(f"{d['source']}: no {name} row has a label seen in training; the data has too few rows")
     weights = class_weights(splits["train"]["y"], len(classes), t["class_weights"])
-    log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights "
-        + ("off" if weights is None else ", ".join(f"{classes[i]} {w:.2f}" for i, w in weights.items())))
+    note = ("off" if weights is None else ", ".join(f"{classes[i]} {w:.2f}" for i, w in weights.items())
+            if len(weights) <= 8 else f"from {min(weights.values()):.2f} to {max(weights.values()):.2f}")
+    log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights {note}")
 
     model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
     history, seconds = many_to_one.fit(model, ids, {k: v["y"] for k, v in splits.items()}, recipe,
@@ -64,10 +65,14 @@ def run(recipe, output_root, log=print):
     test, train = splits["test"], splits["train"]
     predicted = np.array(classes, dtype=object)[many_to_one.predict(model, ids["test"])["probabilities"].argmax(-1)]
     baseline = evaluation.majority(train["label"], len(predicted))
-    scores = evaluation.classification(test["label"], predicted, classes)
+    # Scored over the classes the test split holds or the model predicts: one never seen in either
+    # has no precision or recall to average into macro-F1.
+    present = set(test["label"]) | set(predicted)
+    scored = [c for c in classes if c in present]
+    scores = evaluation.classification(test["label"], predicted, scored)
     summary = [{"predictor": name, "texts": len(predicted), **{k: c[k] for k in ("accuracy", "macro_f1")}}
                for name, c in (("model", scores), ("majority class", evaluation.classification(
-                   test["label"], baseline, classes)))]
+                   test["label"], baseline, scored)))]
     per_class = [{"class": k, **v} for k, v in scores["per_class"].items()]
     log("\ntest split")
     log(evaluation.table(summary, list(summary[0])))
@@ -81,7 +86,7 @@ def run(recipe, output_root, log=print):
         "history": history, "train_seconds": round(seconds, 1),
     }
     confusion = ("confusion_matrix.png",
-                 lambda p: evaluation.plot_confusion(test["label"], predicted, classes, p))
+                 lambda p: evaluation.plot_confusion(test["label"], predicted, scored, p))
     return many_to_one.save(recipe, output_root, model, vectorizer, classes, lambda result: {},
                             metadata, extras=(confusion,))
 
