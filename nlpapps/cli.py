@@ -78,19 +78,14 @@ def cli():
 @click.option("--output", default="saved_models", show_default=True, type=click.Path(file_okay=False),
               help="Where exports (and training runs) go.")
 def run(recipe, overrides, output, **flags):
-    """Train, evaluate and export a task: a name (sentiment, classify) or a recipe .toml file."""
+    """Train, evaluate and export a task: a recipe name (sentiment, classify, spam, ...) or a .toml file."""
     given = [f"{SHORTHANDS[k]}={json.dumps(v, ensure_ascii=False)}" for k, v in flags.items() if v is not None]
     settings = recipes.load(recipe, [*given, *overrides])
     import_tensorflow()
     from nlpapps import tasks, training
-    from nlpapps.blocks import CELLS, POOLINGS
-    for key, choices in (("cell", CELLS), ("pooling", POOLINGS)):
-        value = settings.settings.get("model", {}).get(key)
-        if value is not None and value not in choices:
-            raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
-    click.echo(f"\nexported {settings.task} model to {path}")
+    click.echo(f"\nexported {settings.task} model {settings.name!r} to {path}")
 
 
 def _read_texts(texts):
@@ -100,28 +95,38 @@ def _read_texts(texts):
     return [t.encode("utf-8", "surrogateescape") for t in texts]
 
 
+def resolve_model(name, model_path, models, tasks_served):
+    """The export to use and its metadata: --model PATH, else the newest version of the model NAME
+    (a recipe's name: sentiment, spam, ...). Refuses an export of a task this command does not serve,
+    and one of another task than NAME when NAME is a task."""
+    from nlpapps import export, tasks
+    path = Path(model_path) if model_path else export.latest(models, name)
+    meta = export.metadata(path)
+    task = meta.get("task")
+    if task not in tasks_served or (name in tasks.TASKS and task != name):
+        wanted = name if name in tasks.TASKS else " or ".join(tasks_served)
+        raise UserError(f"{path} is a {task} model, not a {wanted} model")
+    return path, meta
+
+
 @cli.command()
-@click.argument("task")
+@click.argument("name", metavar="MODEL")
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
+@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL.")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Show the K most likely labels (classify).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of TSV.")
-def predict(task, texts, model_path, models, top_k, as_json):
-    """Run an exported model on TEXTS (or '-' to read one text per line from stdin)."""
+def predict(name, texts, model_path, models, top_k, as_json):
+    """Run an exported text model on TEXTS (or '-' to read one text per line from stdin).
+    MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
     from nlpapps import tasks
-    if task not in tasks.TASKS:
-        raise UserError(f"unknown task {task!r}; choose one of: {', '.join(tasks.TASKS)}")
-    from nlpapps import export
-    path = Path(model_path) if model_path else export.latest(models, task)
-    if not (path / "saved_model.pb").is_file():
-        raise UserError(f"{path}: not a SavedModel export")
+    path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN)
     raw = _read_texts(texts)
     import_tensorflow()
     import tensorflow as tf
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     outputs = {k: v.numpy() for k, v in serve(text=tf.constant(raw, dtype=tf.string)).items()}
-    for text, row in zip(raw, tasks.get(task).rows(outputs, top_k)):
+    for text, row in zip(raw, tasks.get(meta["task"]).rows(outputs, top_k)):
         text = text.decode("utf-8", "replace")
         if as_json:
             click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))
@@ -146,7 +151,7 @@ def list_(models):
         meta = json.loads(meta_path.read_text())
         headline = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("metrics", {}).get("headline", {}).items()
                              if isinstance(v, (int, float)))
-        click.echo(f"  {meta_path.parent}  {meta.get('created', '')}  {headline}")
+        click.echo(f"  {meta_path.parent}  {meta.get('task', '?')}  {meta.get('created', '')}  {headline}")
     if not found:
         click.echo("  (none yet: `nlpapps run sentiment` makes one)")
 

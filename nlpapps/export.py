@@ -1,7 +1,9 @@
 """Versioned, atomic SavedModel exports in TensorFlow Serving layout:
-saved_models/<task>/<version>/ with saved_model.pb, variables/, metadata.json and extras beside."""
+saved_models/<model>/<version>/ with saved_model.pb, variables/, metadata.json and extras beside.
+<model> is the recipe's name (sentiment, spam, ...), so each recipe is its own served model."""
 import datetime
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,12 +20,26 @@ def versions(task_dir):
     return sorted(int(p.name) for p in task_dir.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def latest(output_root, task):
-    found = versions(Path(output_root) / task)
+def latest(output_root, name):
+    found = versions(Path(output_root) / name)
     if not found:
-        raise UserError(f"no trained {task} model in {Path(output_root) / task}; "
-                        f"run `nlpapps run {task}` first or pass --model PATH")
-    return Path(output_root) / task / str(found[-1])
+        raise UserError(f"no trained {name} model in {Path(output_root) / name}; "
+                        f"run `nlpapps run {name}` first or pass --model PATH")
+    return Path(output_root) / name / str(found[-1])
+
+
+def metadata(path, task=None):
+    """An export's metadata.json; with `task`, refuses an export made by another task."""
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file() or not (path / "metadata.json").is_file():
+        raise UserError(f"{path}: not an nlpapps export (no saved_model.pb and metadata.json)")
+    try:
+        meta = json.loads((path / "metadata.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}/metadata.json: unreadable ({e})") from None
+    if task is not None and meta.get("task") != task:
+        raise UserError(f"{path} is a {meta.get('task')} model, not a {task} model")
+    return meta
 
 
 def load_keras(path):
@@ -35,31 +51,35 @@ def load_keras(path):
     return keras.models.load_model(Path(path) / "model.keras" if Path(path).is_dir() else path, safe_mode=True)
 
 
-def save(output_root, task, *, endpoint, input_signature, track, keras_model, metadata, extras=()):
-    """Write the export to a temporary folder, then rename it into the next free version.
+def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras=()):
+    """Write the export to a temporary folder, then rename it into the next free version of
+    saved_models/<recipe name>/.
 
-    endpoint: the serving function (named inputs → dict of named outputs);
-    track: the Keras objects whose variables and lookup tables it uses;
+    endpoints: {signature name: (function, input_signature)}; each function takes named inputs and
+        returns a dict of named outputs; "serving_default" is the one TF Serving calls by default;
+    track: the Keras objects whose variables and lookup tables the functions use;
     extras: (file name, writer(path)) pairs such as plots, written beside the SavedModel.
     """
     import keras
 
-    task_dir = Path(output_root) / task
+    task_dir = Path(output_root) / recipe.name
     task_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=task_dir))
     try:
         archive = keras.export.ExportArchive()
         for obj in track:
             archive.track(obj)
-        archive.add_endpoint("serving_default", endpoint, input_signature=input_signature)
+        for name, (function, signature) in endpoints.items():
+            archive.add_endpoint(name, function, input_signature=signature)
         archive.write_out(str(tmp), verbose=False)
         keras_model.save(tmp / "model.keras")
         for name, write in extras:
             write(tmp / name)
-        metadata = {"task": task, "nlpapps": __version__,
+        metadata = {"task": recipe.task, "model": recipe.name, "nlpapps": __version__,
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     **metadata}
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        _readable(tmp)
         for _ in range(100):  # another run may take a version at the same moment: take the next
             target = task_dir / str((versions(task_dir) or [0])[-1] + 1)
             try:
@@ -70,3 +90,12 @@ def save(output_root, task, *, endpoint, input_signature, track, keras_model, me
         raise UserError(f"could not write a new version under {task_dir}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _readable(folder):
+    """mkdtemp makes 0700 folders: give the export the modes the user's umask gives any new folder,
+    so that another account (TF Serving's) can read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)

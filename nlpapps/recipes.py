@@ -1,7 +1,8 @@
 """Task recipes: TOML files that name every setting of a task with its default.
 
-A task's own recipe (tasks/<task>.toml) is the schema: any other recipe for that task and every
---set override may only change keys it names, keeping their types.
+A task's own recipe (nlpapps/tasks/<task>.toml, shipped in the package; the top-level tasks/ links
+to them) is the schema: any other recipe for that task and every --set override may only change keys
+it names, keeping their types. A recipe's name (its file name) names its exports.
 """
 import copy
 import tomllib
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from nlpapps.errors import UserError
 
-# Recipes live in the project's tasks/ folder; one in ./tasks/ of the working folder wins.
-PROJECT_RECIPES = Path(__file__).resolve().parent.parent / "tasks"
+# The shipped recipes sit beside the task modules; one in ./tasks/ of the working folder wins.
+PROJECT_RECIPES = Path(__file__).resolve().parent / "tasks"
 
 
 @dataclass
@@ -20,11 +21,65 @@ class Recipe:
     settings: dict  # section -> key -> value
     source: Path
 
+    @property
+    def name(self):
+        """The recipe's file name: exports go to saved_models/<name>/<version>."""
+        return self.source.stem
+
     def __getitem__(self, section):
         return self.settings[section]
 
     def flat(self):
         return {f"{s}.{k}": v for s, table in self.settings.items() for k, v in table.items()}
+
+
+def _at_least(low):
+    return lambda v: None if v >= low else f"must be at least {low}"
+
+
+def _fraction(v):
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def _one_of(*choices):
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _split(v):
+    if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v):
+        return "must be three positive fractions: train, validation, test"
+    return None
+
+
+# Allowed values, checked before any work starts; a key means the same in every task that has it.
+RULES = {
+    "data.split": _split,
+    "data.neutral_band": _at_least(0.0),
+    "text.vocab_size": _at_least(3),  # padding, out-of-vocabulary, and at least one word
+    "text.ngrams": _at_least(1),
+    "text.max_tokens": _at_least(1),
+    "model.embedding_dim": _at_least(1),
+    "model.embedding_dropout": _fraction,
+    "model.cell": _one_of("rnn", "lstm", "gru", "peephole"),
+    "model.units": _at_least(1),
+    "model.depth": _at_least(1),
+    "model.dropout": _fraction,
+    "model.pooling": _one_of("last", "max", "mean"),
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.learning_rate": lambda v: None if v > 0 else "must be positive",
+    "train.patience": _at_least(0),
+    "train.score_weight": _at_least(0.0),
+    "train.class_weights": _one_of("auto", "on", "off"),
+}
+
+
+def check(recipe):
+    """Refuse the first setting outside its allowed values, naming it."""
+    for key, value in recipe.flat().items():
+        problem = RULES[key](value) if key in RULES else None
+        if problem:
+            raise UserError(f"{key} = {value!r}: {problem}")
 
 
 def recipe_dirs():
@@ -111,4 +166,6 @@ def load(name_or_path, overrides=()):
         if not sep:
             raise UserError(f"--set expects key=value, got {item!r}")
         _assign(settings, dotted.strip(), _parse(text.strip()), "--set", task)
-    return Recipe(task=task, settings=settings, source=path)
+    recipe = Recipe(task=task, settings=settings, source=path)
+    check(recipe)
+    return recipe

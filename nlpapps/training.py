@@ -12,7 +12,7 @@ def run_dir(output_root, recipe):
     """Where a run keeps its TensorBoard logs and resume backup: one folder per distinct recipe,
     so running the same command again resumes it, and a different recipe starts afresh."""
     key = hashlib.sha256(json.dumps(recipe.settings, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(output_root) / recipe.task / "runs" / key
+    return Path(output_root) / recipe.name / "runs" / key
 
 
 def seed_everything(seed):

@@ -268,7 +268,7 @@ BAD = {
     "numeric text column": (["--data", "{d}/numbers.csv", "--label-column", "label"], "text column 'text' holds numbers"),
     "test labels unseen in training": (["--data", "{d}/unseen.csv", "--label-column", "label"], "no test row has a label seen in training"),
     "folder without class folders": (["--data", "{d}/flat"], "needs one sub-folder per class"),
-    "bad class_weights": (["--set", "train.class_weights=sometimes"], "train.class_weights must be one of auto, on, off"),
+    "bad class_weights": (["--set", "train.class_weights=sometimes"], "train.class_weights = 'sometimes': must be one of auto, on, off"),
 }
 
 

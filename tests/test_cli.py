@@ -166,7 +166,7 @@ BAD_RUNS = {
     "missing column": (["run", "sentiment", "--data", "{data}/good.csv", "--text-column", "nope"], "no column 'nope'"),
     "empty data file": (["run", "sentiment", "--data", "{data}/empty.csv"], "no rows"),
     "unknown --set key": (["run", "sentiment", "--set", "model.nope=3"], "unknown setting 'model.nope'"),
-    "unknown cell": (["run", "sentiment", "--cell", "foo"], "unknown cell 'foo'"),
+    "unknown cell": (["run", "sentiment", "--cell", "foo"], "model.cell = 'foo': must be one of rnn, lstm, gru, peephole"),
     # tasks/spam.toml is a classify recipe, not a task schema (no small settings: they would fail first)
     "recipe naming a non-task": (["run", "{data}/spam_recipe.toml"], "'spam'"),
 }
@@ -192,7 +192,7 @@ def test_predict_before_any_model_is_one_line_exit_2(tmp_path):
 
 def test_predict_unknown_task_is_one_line_exit_2(tmp_path):
     proc = run_nlpapps(["predict", "nope", "--models", str(tmp_path), "Great film"])
-    assert_one_line_error(proc, "unknown task 'nope'")
+    assert_one_line_error(proc, "no trained nope model")
 
 
 def assert_one_line_error(proc, words):

@@ -7,7 +7,7 @@ import pytest
 from nlpapps import recipes
 from nlpapps.errors import UserError
 
-SENTIMENT_TOML = Path(__file__).resolve().parent.parent / "tasks" / "sentiment.toml"
+SENTIMENT_TOML = Path(__file__).resolve().parent.parent / "nlpapps" / "tasks" / "sentiment.toml"
 
 
 @pytest.fixture(scope="module")

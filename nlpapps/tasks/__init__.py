@@ -1,7 +1,9 @@
-"""One module per application; each exposes NAME, run(recipe, output_root) and rows(outputs, top_k)."""
+"""One module per application; each exposes NAME and run(recipe, output_root, log); the text-in
+tasks also rows(outputs, top_k) for `nlpapps predict`."""
 import importlib
 
 TASKS = ("sentiment", "classify")
+TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
 
 
 def get(name):

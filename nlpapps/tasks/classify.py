@@ -13,7 +13,6 @@ from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
 NAME = "classify"
-CLASS_WEIGHTS = ("auto", "on", "off")
 
 
 def build(vocab_size, n_classes, m, learning_rate):
@@ -41,8 +40,6 @@ def class_weights(y, n_classes, mode):
 
 def run(recipe, output_root, log=print):
     d, t, max_tokens = recipe["data"], recipe["train"], recipe["text"]["max_tokens"]
-    if t["class_weights"] not in CLASS_WEIGHTS:
-        raise UserError(f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {t['class_weights']!r}")
     splits, vectorizer, ids, dropped = many_to_one.prepare(recipe, log)
     cut = sum(int((v.row_lengths().numpy() >= max_tokens).sum()) for v in ids.values())
     if cut:

@@ -117,8 +117,7 @@ def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, ext
         return named
 
     return export.save(
-        output_root, recipe.task, endpoint=serve,
-        input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+        output_root, recipe, endpoints={"serving_default": (serve, [tf.TensorSpec([None], tf.string, name="text")])},
         track=[model, vectorizer], keras_model=end_to_end,
         metadata={"recipe": recipe.flat(), "classes": list(classes), **metadata},
         extras=[("training_curves.png", lambda p: evaluation.plot_history(metadata["history"], p)), *extras])
