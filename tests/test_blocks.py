@@ -347,3 +347,20 @@ def test_save_reload_encoder_decoder(cell, tmp_path):
     out = model([src, tgt])
     assert out.shape == (2, tgt.shape[1], 30)
     _assert_save_round_trip(model, [src, tgt], tmp_path / "s2s.keras")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_all_states_lets_a_deep_stack_be_stepped_one_input_at_a_time(cell):
+    """A decoder's search and a streaming forecast feed one step at a time with every layer's
+    states carried over: that must equal running the whole sequence at once."""
+    x = np.random.default_rng(0).normal(size=(3, 7, 5)).astype("float32")
+    stack = recurrent_stack(cell, 4, depth=3, return_sequences=True, return_state=True, all_states=True)
+    whole, final = stack(x)
+    assert len(final) == 3 * stack.states_per_layer
+    states, steps = [np.zeros((3, 4), "float32")] * len(final), []
+    for t in range(x.shape[1]):
+        y, states = stack(x[:, t:t + 1], initial_state=states)
+        steps.append(np.asarray(y)[:, 0])
+    np.testing.assert_allclose(np.stack(steps, axis=1), whole, atol=1e-5)
+    for stepped, at_once in zip(states, final):
+        np.testing.assert_allclose(stepped, at_once, atol=1e-5)

@@ -61,11 +61,17 @@ class RecurrentStack(keras.layers.Layer):
         return_state: also return the last layer's final states as a list
             ([h, c] for lstm/peephole, [h] for rnn/gru). Bidirectional states
             are forward and backward concatenated, so 2*units wide.
+        all_states: with return_state, return the final states of every
+            layer, layer 1 first, as one flat list; ``initial_state`` then
+            seeds every layer from such a list. This is what stepping a stack
+            one input at a time needs (a decoder's search, a streaming
+            forecast): feed the states it returned back in with the next step.
 
     Call: ``stack(x, mask=None, initial_state=None, training=None)``. The mask
     (e.g. from ``Embedding(mask_zero=True)``) reaches every recurrent layer so
     padded steps do not change the result. ``initial_state`` seeds the first
-    layer, e.g. a decoder started from encoder states.
+    layer (every layer with ``all_states``), e.g. a decoder started from
+    encoder states.
     """
 
     def __init__(
@@ -79,6 +85,7 @@ class RecurrentStack(keras.layers.Layer):
         return_sequences=False,
         return_state=False,
         pooling="last",
+        all_states=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +108,7 @@ class RecurrentStack(keras.layers.Layer):
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.pooling = pooling
+        self.all_states = bool(all_states)
         self.supports_masking = True
 
         self.rnn_layers = []
@@ -110,13 +118,17 @@ class RecurrentStack(keras.layers.Layer):
                 cell,
                 self.units,
                 return_sequences=self.return_sequences or self.pooling != "last" or not last,
-                return_state=self.return_state and last,
+                return_state=self.return_state and (last or self.all_states),
             )
             if self.bidirectional:
                 layer = keras.layers.Bidirectional(layer, merge_mode="concat")
             self.rnn_layers.append(layer)
         # Dropout has no weights worth sharing; one layer serves every position.
         self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
+
+    @property
+    def states_per_layer(self):
+        return _N_STATES[self.cell]
 
     @property
     def output_width(self):
@@ -137,14 +149,15 @@ class RecurrentStack(keras.layers.Layer):
             # past (and a decoder cannot run backwards), so refuse rather than
             # silently split the vector in half.
             raise ValueError("initial_state is only supported when bidirectional=False")
-        x, states = inputs, None
+        n = self.states_per_layer
+        x, states = inputs, []
         for k, layer in enumerate(self.rnn_layers):
             kwargs = {"mask": mask, "training": training}
-            if k == 0 and initial_state is not None:
-                kwargs["initial_state"] = list(initial_state)
+            if initial_state is not None and (k == 0 or self.all_states):
+                kwargs["initial_state"] = list(initial_state)[k * n:(k + 1) * n] if self.all_states else list(initial_state)
             y = layer(x, **kwargs)
-            if self.return_state and k == self.depth - 1:
-                y, states = y[0], list(y[1:])
+            if self.return_state and (k == self.depth - 1 or self.all_states):
+                y, states = y[0], states + list(y[1:])
             if self.dropout_layer is not None:
                 y = self.dropout_layer(y, training=training)
             # Residual only where input and output are both (batch, time, width).
@@ -156,9 +169,12 @@ class RecurrentStack(keras.layers.Layer):
         if not self.return_state:
             return x
         if self.bidirectional:
-            # Keras returns fwd states then bwd states; pair them up per state.
-            n = len(states) // 2
-            states = [ops.concatenate([f, b], axis=-1) for f, b in zip(states[:n], states[n:])]
+            # Keras returns each layer's fwd states then its bwd states; pair them up per state.
+            paired = []
+            for k in range(0, len(states), 2 * n):
+                layer_states = states[k:k + 2 * n]
+                paired += [ops.concatenate([f, b], axis=-1) for f, b in zip(layer_states[:n], layer_states[n:])]
+            states = paired
         return x, states
 
     def compute_mask(self, inputs, mask=None):
@@ -178,6 +194,7 @@ class RecurrentStack(keras.layers.Layer):
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "pooling": self.pooling,
+            "all_states": self.all_states,
         }
 
 
@@ -191,6 +208,7 @@ def recurrent_stack(
     return_sequences=False,
     return_state=False,
     pooling="last",
+    all_states=False,
     name=None,
 ):
     """Build a ``RecurrentStack``; the entry point models should use."""
@@ -204,5 +222,6 @@ def recurrent_stack(
         return_sequences=return_sequences,
         return_state=return_state,
         pooling=pooling,
+        all_states=all_states,
         name=name,
     )
