@@ -85,7 +85,7 @@ def run(recipe, overrides, output, **flags):
     from nlpapps import tasks, training
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
-    click.echo(f"\nexported {settings.task} model {settings.name!r} to {path}")
+    click.echo(f"\nexported {settings.task} model to {path}")
 
 
 def _read_texts(texts):

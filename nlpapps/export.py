@@ -31,8 +31,10 @@ def latest(output_root, name):
 def metadata(path, task=None):
     """An export's metadata.json; with `task`, refuses an export made by another task."""
     path = Path(path)
-    if not (path / "saved_model.pb").is_file() or not (path / "metadata.json").is_file():
-        raise UserError(f"{path}: not an nlpapps export (no saved_model.pb and metadata.json)")
+    if not (path / "saved_model.pb").is_file():
+        raise UserError(f"{path}: not a SavedModel export")
+    if not (path / "metadata.json").is_file():
+        raise UserError(f"{path}: not an nlpapps export (no metadata.json)")
     try:
         meta = json.loads((path / "metadata.json").read_text())
     except (OSError, ValueError) as e:
