@@ -63,10 +63,14 @@ def encoder(vocab_size, m):
 def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
     """Fit on bucketed batches, `class_weight` forwarded to Keras; returns (history, seconds)."""
     t = recipe["train"]
-    batches = {k: text.pipeline(ids[k], targets[k], batch_size=t["batch_size"], shuffle=k == "train",
-                                seed=t["seed"]) for k in ("train", "validation")}
+    def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
+        return text.pipeline(ids["train"], targets["train"], batch_size=t["batch_size"], shuffle=True,
+                             seed=t["seed"], epoch=epoch)
+
+    validation = text.pipeline(ids["validation"], targets["validation"], batch_size=t["batch_size"],
+                               shuffle=False, seed=t["seed"])
     start = time.perf_counter()
-    history = training.fit(model, batches["train"], batches["validation"], t,
+    history = training.fit(model, train, validation, t,
                            training.run_dir(output_root, recipe), monitor=monitor, mode=mode,
                            class_weight=class_weight)
     return history, time.perf_counter() - start
