@@ -58,7 +58,7 @@ def tree_digest(folder):
 def shipped_rows(limit=None):
     """Rows of the shipped sentiment snippets as dicts (domain, score, text)."""
     with gzip.open(SHIPPED_SENTIMENT, "rt", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return rows[:limit] if limit else rows
 
 

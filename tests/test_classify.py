@@ -46,7 +46,7 @@ def serve_in_fresh_process(export, texts):
 
 def shipped_table(name):
     with gzip.open(SHIPPED / f"{name}.tsv.gz", "rt", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def train(args, output):
