@@ -199,8 +199,14 @@ def _folder(path):
 
 
 def _tfds(name, columns, optional, fractions, seed):
+    import logging
+
     import tensorflow_datasets as tfds
 
+    # tfds' own warnings, retries and progress bars would bury our one-line error; stdout keeps its news.
+    tfds.disable_progress_bar()
+    for logger in ("absl", "urllib3", "tensorflow_datasets"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
     try:
         splits, info = tfds.load(name, split=None, with_info=True)
     except Exception as e:  # tfds raises many types: unknown name, no download, bad config
