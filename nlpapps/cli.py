@@ -134,11 +134,11 @@ def predict(name, texts, model_path, models, top_k, as_json):
     MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
     from nlpapps import tasks
     path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN)
-    task = tasks.get(meta["task"])
-    if top_k and not getattr(task, "TOP_K", False):
-        raise UserError(f"--top-k is for classify models; {path} is a {meta['task']} model")
+    if top_k and meta["task"] not in tasks.TOP_K:
+        raise UserError(f"--top-k is for {', '.join(tasks.TOP_K)} models; {path} is a {meta['task']} model")
     raw = _read_texts(texts)
     import_tensorflow()
+    task = tasks.get(meta["task"])
     import tensorflow as tf
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     outputs = {k: v.numpy() for k, v in serve(text=tf.constant(raw, dtype=tf.string)).items()}

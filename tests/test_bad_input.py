@@ -57,34 +57,32 @@ def test_unwritable_output_is_refused_before_training(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
-@pytest.fixture(scope="module")
-def score_as_labels(tmp_path_factory):
-    """Real snippets whose score column holds text in 1 row out of 5: not a score, and too many
-    different values to be polarity labels."""
-    path = tmp_path_factory.mktemp("labels") / "scores.csv"
+def _scores_csv(path, every):
+    """1000 real snippets whose score is the word 'unrated' in one row of `every`."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "score"])
         for i, r in enumerate(shipped_rows(1000)):
-            writer.writerow([r["text"], "unrated" if i % 5 == 0 else r["score"]])
+            writer.writerow([r["text"], "unrated" if i % every == 0 else r["score"]])
     return path
 
 
-def test_many_bad_rows_are_refused_with_one_line(score_as_labels, tmp_path):
-    proc = run_nlpapps(["run", "sentiment", "--data", str(score_as_labels), "--set", "data.domain=", *SMALL],
-                       cwd=tmp_path)
+def test_many_bad_rows_are_refused_with_one_line(tmp_path):
+    """5 % of the scores are words: the column is numeric (95 % numbers) with 50 rows that do not fit."""
+    data = _scores_csv(tmp_path / "scores.csv", 20)
+    proc = run_nlpapps(["run", "sentiment", "--data", str(data), "--set", "data.domain=", *SMALL], cwd=tmp_path)
     line = one_line_error(proc)
-    assert "200 of 1000 rows do not fit" in line and "line 2: score 'unrated' is not a number" in line
-    assert list(tmp_path.iterdir()) == []
+    assert "50 of 1000 rows do not fit" in line and "line 2: score 'unrated' is not a number" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
 
-def test_sentiment_with_many_classes_is_refused(score_as_labels, tmp_path):
-    """With the threshold raised past the 20 % of text values, the column is labels: 190 of them."""
-    proc = run_nlpapps(["run", "sentiment", "--data", str(score_as_labels), "--set", "data.domain=",
-                        "--set", "data.max_bad_rows=0.5", *SMALL], cwd=tmp_path)
+def test_sentiment_with_many_classes_is_refused(tmp_path):
+    """20 % of the scores are words: the column is text, and its 300 values are no polarity labels."""
+    data = _scores_csv(tmp_path / "scores.csv", 5)
+    proc = run_nlpapps(["run", "sentiment", "--data", str(data), "--set", "data.domain=", *SMALL], cwd=tmp_path)
     line = one_line_error(proc)
     assert "different values" in line and "at most 5 class labels" in line
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
 
 def test_predict_refuses_an_export_of_another_task(sentiment_export, tmp_path):

@@ -13,7 +13,6 @@ from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
 NAME = "classify"
-TOP_K = True  # `predict --top-k` shows the next most likely labels
 
 
 def build(vocab_size, n_classes, m, learning_rate):
