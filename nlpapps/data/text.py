@@ -19,8 +19,9 @@ def drop_empty(texts, *arrays):
 
 
 def require_text(texts, column):
-    numeric = sum(_is_number(t) for t in texts[:1000])
-    if numeric > 0.9 * min(len(texts), 1000):
+    """Refuse a text column that is numbers, judged from all of it (not its first rows)."""
+    numeric = sum(_is_number(t) for t in texts)
+    if numeric > 0.9 * len(texts):
         raise UserError(f"text column {column!r} holds numbers, not text; pick another with --text-column")
 
 
