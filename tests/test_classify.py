@@ -217,6 +217,9 @@ def test_folder_per_class_with_long_documents_cut(articles, tmp_path):
     assert sum(meta["data"]["sizes"].values()) == 75
     assert meta["data"]["texts_cut"] == 75  # every 10-question document is longer than 40 tokens
     assert "75 texts reached text.max_tokens = 40 tokens" in output
+    # the metadata says what a folder source really read, not the recipe's "coarse"
+    assert meta["recipe"]["data.label"] == "(the class sub-folders)"
+    assert meta["recipe"]["data.text"] == "(the .txt files)"
     assert np.array(serve_in_fresh_process(path, ["Where is Rome?"])["probabilities"]).shape == (1, 3)
 
 
