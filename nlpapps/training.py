@@ -142,7 +142,8 @@ def _restore(path, model, stopper):
     for var, value in zip(variables, values):
         var.assign(value)
     es = state["early_stopping"]
-    stopper.best, stopper.best_epoch, stopper.wait, stopper.best_weights = es["best"], es["best_epoch"], es["wait"], best
+    stopper.best, stopper.best_epoch, stopper.wait = es["best"], es["best_epoch"], es["wait"]
+    stopper.best_weights = best
     return state["epoch"], state["history"], state["stopped"]
 
 

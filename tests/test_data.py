@@ -90,7 +90,8 @@ def write_csv(path, rows, delimiter=","):
     with opener(path, "wt", newline="", encoding="utf-8") as f:
         if delimiter == "\t":
             f.write("\t".join(rows[0]) + "\n")
-            f.writelines("\t".join(r.values()) + "\n" for r in rows if not any(c in "".join(r.values()) for c in "\t\n"))
+            kept = [r for r in rows if not any(c in "".join(r.values()) for c in "\t\n")]
+            f.writelines("\t".join(r.values()) + "\n" for r in kept)
             return path
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
         writer.writeheader()

@@ -73,8 +73,10 @@ def test_classify_signature_answers_any_bytes(signatures, texts):
 @pytest.mark.parametrize("task", ["sentiment", "classify"])
 @pytest.mark.parametrize("size", [0, 1, 5000])
 def test_batches_of_0_1_and_5000(signatures, task, size):
-    mix = [b"", b"\xff\xfe\x00", "\u202e\x00\x1b[31m".encode(), ("word " * 20_000).encode(), "fine".encode()]
+    mix = [b"", b"\xff\xfe\x00", "\u202e\x00\x1b[31m".encode(), b"fine", "ça va 😀".encode()]
     texts = [mix[i % len(mix)] for i in range(size)]
+    if size:
+        texts[-1] = ("word " * 20_000).encode()  # and one of 100,000 characters
     check_outputs(_serve(signatures[task], texts), size)
 
 

@@ -53,7 +53,7 @@ def test_installed_recipes_are_listed_from_another_folder(installed):
 
 
 def test_installed_wheel_trains_and_predicts_from_another_folder(installed):
-    target, elsewhere, _ = installed
+    _, elsewhere, _ = installed
     proc = _run(installed, "run", "sentiment", *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (elsewhere / "saved_models" / "sentiment" / "1" / "saved_model.pb").is_file()
