@@ -81,11 +81,24 @@ def run(recipe, overrides, output, **flags):
     """Train, evaluate and export a task: a recipe name (sentiment, classify, spam, ...) or a .toml file."""
     given = [f"{SHORTHANDS[k]}={json.dumps(v, ensure_ascii=False)}" for k, v in flags.items() if v is not None]
     settings = recipes.load(recipe, [*given, *overrides])
+    _require_writable(output)
     import_tensorflow()
     from nlpapps import tasks, training
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
     click.echo(f"\nexported {settings.task} model to {path}")
+
+
+def _require_writable(folder):
+    """Refuse an --output that cannot take an export before any work starts, creating nothing."""
+    path = Path(folder).absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise UserError(f"--output {folder}: {existing} is not a folder")
+    try:  # a real write, not os.access: read-only file systems and /proc refuse even root
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise UserError(f"--output {folder}: cannot write in {existing} ({e.strerror})") from None
 
 
 def _read_texts(texts):
@@ -121,12 +134,15 @@ def predict(name, texts, model_path, models, top_k, as_json):
     MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
     from nlpapps import tasks
     path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN)
+    if top_k and meta["task"] not in tasks.TOP_K:
+        raise UserError(f"--top-k is for {', '.join(tasks.TOP_K)} models; {path} is a {meta['task']} model")
     raw = _read_texts(texts)
     import_tensorflow()
+    task = tasks.get(meta["task"])
     import tensorflow as tf
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     outputs = {k: v.numpy() for k, v in serve(text=tf.constant(raw, dtype=tf.string)).items()}
-    for text, row in zip(raw, tasks.get(meta["task"]).rows(outputs, top_k)):
+    for text, row in zip(raw, task.rows(outputs, top_k)):
         text = text.decode("utf-8", "replace")
         if as_json:
             click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))

@@ -55,6 +55,7 @@ def _split(v):
 RULES = {
     "data.split": _split,
     "data.neutral_band": _at_least(0.0),
+    "data.max_bad_rows": _fraction,
     "text.vocab_size": _at_least(3),  # padding, out-of-vocabulary, and at least one word
     "text.ngrams": _at_least(1),
     "text.max_tokens": _at_least(1),

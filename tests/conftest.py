@@ -1,5 +1,6 @@
 """Shared fixtures: the real `nlpapps` console script, and ONE small sentiment model trained per
-session (plus one tiny label-only model written beside it as version 2), reused by every test."""
+session (plus one tiny label-only model written beside it as version 2, and a small spam model
+from tasks/spam.toml), reused by every test."""
 import csv
 import gzip
 import hashlib
@@ -58,7 +59,7 @@ def tree_digest(folder):
 def shipped_rows(limit=None):
     """Rows of the shipped sentiment snippets as dicts (domain, score, text)."""
     with gzip.open(SHIPPED_SENTIMENT, "rt", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return rows[:limit] if limit else rows
 
 
@@ -107,3 +108,12 @@ def label_only_run(sentiment_export, models_root, label_only_csv):
                      "--set", "data.domain=", *SMALL, "--output", models_root])
     assert result.exit_code == 0, f"label-only training failed:\n{result.output}\n{result.exception!r}"
     return models_root / "sentiment" / "2", before
+
+
+@pytest.fixture(scope="session")
+def spam_export(models_root):
+    """`nlpapps run tasks/spam.toml` (a classify recipe) with small settings into the same root."""
+    recipe = Path(__file__).resolve().parent.parent / "tasks" / "spam.toml"
+    result = invoke(["run", recipe, *SMALL, "--output", models_root])
+    assert result.exit_code == 0, f"spam training failed:\n{result.output}\n{result.exception!r}"
+    return models_root / "spam" / "1"

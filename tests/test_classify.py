@@ -46,7 +46,7 @@ def serve_in_fresh_process(export, texts):
 
 def shipped_table(name):
     with gzip.open(SHIPPED / f"{name}.tsv.gz", "rt", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def train(args, output):
@@ -75,7 +75,7 @@ def trec(tmp_path_factory):
 def test_trec_run_prints_tables_and_where_the_model_went(trec):
     path, output, _, _ = trec
     assert "6 classes, softmax" in output
-    assert output.rstrip().endswith(f"exported classify model to {path}")
+    assert output.rstrip().endswith(f"exported classify model 'classify' to {path}")
     tables = output[output.index("test split"):]
     for word in ("accuracy", "macro_f1", "majority class", "precision", "recall", "f1", "support", *TREC_CLASSES):
         assert word in tables
@@ -217,6 +217,9 @@ def test_folder_per_class_with_long_documents_cut(articles, tmp_path):
     assert sum(meta["data"]["sizes"].values()) == 75
     assert meta["data"]["texts_cut"] == 75  # every 10-question document is longer than 40 tokens
     assert "75 texts reached text.max_tokens = 40 tokens" in output
+    # the metadata says what a folder source really read, not the recipe's "coarse"
+    assert meta["recipe"]["data.label"] == "(the class sub-folders)"
+    assert meta["recipe"]["data.text"] == "(the .txt files)"
     assert np.array(serve_in_fresh_process(path, ["Where is Rome?"])["probabilities"]).shape == (1, 3)
 
 

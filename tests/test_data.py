@@ -85,8 +85,14 @@ EXPECTED = collections.Counter((r["review"], r["stars"], r["site"]) for r in ROW
 
 
 def write_csv(path, rows, delimiter=","):
+    """CSV with quoting; TSV as TSV is: no quoting, so rows with a tab or a newline are left out."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wt", newline="", encoding="utf-8") as f:
+        if delimiter == "\t":
+            f.write("\t".join(rows[0]) + "\n")
+            kept = [r for r in rows if not any(c in "".join(r.values()) for c in "\t\n")]
+            f.writelines("\t".join(r.values()) + "\n" for r in kept)
+            return path
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
         writer.writeheader()
         writer.writerows(rows)
@@ -101,8 +107,10 @@ def load_user(path, columns=USER_COLUMNS, **kwargs):
                                              ("reviews.csv.gz", ",")])
 def test_delimited_user_file_with_chosen_columns(tmp_path, name, delimiter):
     splits = load_user(write_csv(tmp_path / name, ROWS, delimiter))
-    assert [len(v["text"]) for v in splits.values()] == [6, 2, 2]
-    assert rows_of(splits, "text", "target", "domain") == EXPECTED
+    expected = EXPECTED if delimiter == "," else collections.Counter(
+        (r["review"], r["stars"], r["site"]) for r in ROWS if "\t" not in r["review"] and "\n" not in r["review"])
+    assert sum(len(v["text"]) for v in splits.values()) == sum(expected.values())
+    assert rows_of(splits, "text", "target", "domain") == expected
     assert set(splits["train"]) == {"text", "target", "domain"}  # only the chosen columns
 
 
@@ -363,3 +371,86 @@ def test_numeric_text_column_is_a_user_error():
     with pytest.raises(UserError, match="holds numbers"):
         text.require_text(np.array(["1", "2.5", "-3", "4"] * 10, dtype=object), "score")
     text.require_text(np.array(["1", "a fine film"], dtype=object), "text")  # mostly text: fine
+
+
+# ------------------------------------------------------------------ rows that do not fit their columns
+
+
+def _snippets_file(path, rows, delimiter="\t"):
+    """Real shipped snippets written as a user's file, columns domain, score, text."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        if delimiter == "\t":
+            f.writelines(f"{r['domain']}\t{r['score']}\t{r['text']}\n" for r in [dict(domain="domain", score="score",
+                                                                                      text="text"), *rows])
+        else:
+            writer = csv.writer(f)
+            writer.writerow(["domain", "score", "text"])
+            writer.writerows([r["domain"], r["score"], r["text"]] for r in rows)
+    return path
+
+
+def _load(path, **kwargs):
+    return sources.load(str(path), SENTIMENT_COLUMNS, optional=("domain",), **kwargs)
+
+
+def test_one_empty_score_is_skipped_and_reported_not_turned_into_labels(tmp_path):
+    rows = shipped_rows(1000)
+    rows[4] = {**rows[4], "score": ""}
+    logged, notes = [], {}
+    splits = _load(_snippets_file(tmp_path / "one_empty.tsv", rows), log=logged.append, notes=notes)
+    assert sum(len(v["text"]) for v in splits.values()) == 999
+    assert all(float(t) == float(t) for v in splits.values() for t in v["target"])  # every score numeric
+    assert logged == ["%s: skipped 1 row that does not fit (line 6: score empty)" % (tmp_path / "one_empty.tsv")]
+    assert notes == {"skipped_bad_rows": 1, "bad_lines": [6]}
+
+
+def test_tsv_has_no_quoting_a_leading_quote_swallows_nothing(tmp_path):
+    rows = shipped_rows(1000)
+    rows[9] = {**rows[9], "text": '"' + rows[9]["text"]}  # an unclosed quote opening a text
+    splits = _load(_snippets_file(tmp_path / "quote.tsv", rows))
+    texts = [t for v in splits.values() for t in v["text"]]
+    assert len(texts) == 1000 and rows[9]["text"] in texts
+
+
+def test_csv_keeps_its_quoting(tmp_path):
+    rows = [{"domain": "d", "score": "1.5", "text": 'He said "fine, then"\nand left'}] + shipped_rows(99)
+    splits = _load(_snippets_file(tmp_path / "quoted.csv", rows, delimiter=","))
+    texts = [t for v in splits.values() for t in v["text"]]
+    assert len(texts) == 100 and rows[0]["text"] in texts
+
+
+def test_a_wrong_field_count_is_a_bad_row_with_its_line(tmp_path):
+    path = tmp_path / "fields.tsv"
+    rows = shipped_rows(300)
+    lines = ["domain\tscore\ttext"] + [f"{r['domain']}\t{r['score']}\t{r['text']}" for r in rows]
+    lines[7] += "\textra"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    logged = []
+    splits = _load(path, log=logged.append)
+    assert sum(len(v["text"]) for v in splits.values()) == 299
+    assert "line 8: 4 fields where the header has 3" in logged[0]
+
+
+def test_many_bad_rows_refuse_with_one_line_naming_the_first_lines(tmp_path):
+    rows = shipped_rows(1000)
+    for i in range(0, 1000, 10):
+        rows[i] = {**rows[i], "score": "n/a"}
+    path = _snippets_file(tmp_path / "many.tsv", rows)
+    with pytest.raises(UserError) as e:
+        _load(path)
+    message = str(e.value)
+    assert "\n" not in message and "100 of 1000 rows do not fit" in message
+    assert "line 2: score 'n/a' is not a number; line 12:" in message and "data.max_bad_rows = 0.01" in message
+    # The threshold is the recipe's: raised, the same file loads without those rows.
+    splits = _load(path, max_bad_rows=0.2)
+    assert sum(len(v["text"]) for v in splits.values()) == 900
+
+
+def test_a_mostly_text_column_is_labels_and_only_empty_values_misfit(tmp_path):
+    rows = [{"domain": "d", "score": "pos" if float(r["score"]) > 0 else "neg", "text": r["text"]}
+            for r in shipped_rows(400)]
+    rows[3]["score"] = ""
+    logged = []
+    splits = _load(_snippets_file(tmp_path / "labels.tsv", rows), log=logged.append)
+    assert {t for v in splits.values() for t in v["target"]} == {"neg", "pos"}
+    assert "line 5: score empty" in logged[0]

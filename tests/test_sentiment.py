@@ -86,18 +86,18 @@ def test_training_curves_is_a_png(sentiment_export):
 
 def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
     path, output = sentiment_run
-    assert output.rstrip().endswith(f"exported sentiment model to {path}")
+    assert output.rstrip().endswith(f"exported sentiment model 'sentiment' to {path}")
     table = output[output.index("test split"):]
     for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
         assert word in table
 
 
 def test_completed_run_leaves_no_resume_backup(sentiment_export, models_root):
-    """BackupAndRestore's backup is for interrupted runs: once finished, running the same command
+    """The resume backup is for interrupted runs: once finished, running the same command
     again must train afresh, not 'resume' a finished run with zero epochs left."""
     runs = list((models_root / "sentiment" / "runs").iterdir())
     assert runs, "no training run folder"
-    assert not [p for r in runs for p in r.glob("backup/*")]
+    assert not [p for r in runs for p in r.glob("backup*")]
 
 
 # --------------------------------------------------------------------------------------- metadata
@@ -109,7 +109,8 @@ def test_metadata_records_task_recipe_and_data(metadata):
     assert recipe["model.units"] == 8 and recipe["text.vocab_size"] == 2000
     assert recipe["model.embedding_dim"] == 16 and recipe["train.epochs"] == 1
     assert recipe["data.source"] == "shipped:sentiment_snippets"
-    assert metadata["classes"] == ["negative", "positive"]
+    # 139 snippets are rated exactly 0: with neutral_band = 0 they are the neutral class
+    assert metadata["classes"] == ["negative", "neutral", "positive"]
     assert metadata["data"]["sizes"] == {"train": 14810, "validation": 1852, "test": 1851}
     assert metadata["data"]["scored"] is True and metadata["data"]["score_scale"] == 4.0
     assert len(metadata["history"]["loss"]) == 1 and "val_loss" in metadata["history"]
@@ -148,20 +149,22 @@ def test_signature_names_its_input_and_outputs(served):
 def test_outputs_are_readable_and_in_range(served):
     out = served["outputs"]
     n = 6
-    assert out["classes"] == ["negative", "positive"]
+    assert out["classes"] == ["negative", "neutral", "positive"]
     assert len(out["score"]) == len(out["label"]) == len(out["probabilities"]) == n
     scores, probabilities = np.array(out["score"]), np.array(out["probabilities"])
     assert np.isfinite(scores).all() and (np.abs(scores) <= 4.0).all()
-    assert probabilities.shape == (n, 2) and (probabilities >= 0).all()
+    assert probabilities.shape == (n, 3) and (probabilities >= 0).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert set(out["label"]) <= {"negative", "positive"}
-    assert out["label"] == [out["classes"][i] for i in probabilities.argmax(axis=1)]
+    # the label is the score's sign, never contradicting it
+    assert out["label"] == ["positive" if s > 0 else "negative" for s in scores]
 
 
 def test_real_sentences_are_scored_the_right_way_round(served):
     out = served["outputs"]
     assert out["score"][0] > out["score"][1] + 1.0
-    assert out["probabilities"][0][1] > out["probabilities"][1][1]
+    positive = out["classes"].index("positive")
+    assert out["probabilities"][0][positive] > out["probabilities"][1][positive]
     assert out["label"][:2] == ["positive", "negative"]
 
 
@@ -204,7 +207,7 @@ def keras_vs_savedmodel(twins, texts):
 def test_keras_model_matches_savedmodel(twins):
     texts = [POSITIVE, NEGATIVE, "Not bad at all!", "ÉTÉ 😀", ""]
     from_keras, from_savedmodel = keras_vs_savedmodel(twins, texts)
-    assert from_keras.shape == (len(texts), 2)
+    assert from_keras.shape == (len(texts), 3)
     np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
 
 

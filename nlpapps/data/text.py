@@ -19,8 +19,9 @@ def drop_empty(texts, *arrays):
 
 
 def require_text(texts, column):
-    numeric = sum(_is_number(t) for t in texts[:1000])
-    if numeric > 0.9 * min(len(texts), 1000):
+    """Refuse a text column that is numbers, judged from all of it (not its first rows)."""
+    numeric = sum(_is_number(t) for t in texts)
+    if numeric > 0.9 * len(texts):
         raise UserError(f"text column {column!r} holds numbers, not text; pick another with --text-column")
 
 
@@ -66,12 +67,16 @@ def bucket_boundaries(max_tokens):
     return edges + [max_tokens + 1]
 
 
-def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None):
-    """(token ids, targets) batches: bucketed by length, or all padded to `pad_to` tokens."""
+def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None, epoch=None):
+    """(token ids, targets) batches: bucketed by length, or all padded to `pad_to` tokens.
+    With `epoch`, the shuffled order is that epoch's own, fixed by (seed, epoch) alone, so a resumed
+    run sees the same order as an unbroken one; without, the order changes at each iteration."""
     # Slices of a ragged tensor come out ragged-typed; the map makes them plain 1-D tensors.
     ds = tf.data.Dataset.from_tensor_slices((ids, targets))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.int32), y), num_parallel_calls=AUTOTUNE).cache()
-    if shuffle:
+    if shuffle and epoch is not None:
+        ds = ds.shuffle(int(ids.nrows()), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+    elif shuffle:
         ds = ds.shuffle(int(ids.nrows()), seed=seed, reshuffle_each_iteration=True)
     if bucketed:
         edges = bucket_boundaries(int(ids.row_lengths().numpy().max()))
@@ -81,6 +86,11 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
     else:
         ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], _shapes(targets)))
     return ds.prefetch(AUTOTUNE)
+
+
+def epoch_seed(seed, epoch):
+    """A shuffle seed for one epoch, from the recipe's seed and the epoch number alone."""
+    return (int(seed) * 1_000_003 + int(epoch)) % 2**31
 
 
 def _shapes(targets):

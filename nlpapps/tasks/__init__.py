@@ -4,6 +4,7 @@ import importlib
 
 TASKS = ("sentiment", "classify")
 TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
+TOP_K = ("classify",)  # the tasks whose predictions rank several labels (`predict --top-k`)
 
 
 def get(name):

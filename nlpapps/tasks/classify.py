@@ -76,7 +76,8 @@ def run(recipe, output_root, log=print):
     log("\n" + evaluation.table(per_class, list(per_class[0])))
     metadata = {
         "data": {"source": d["source"], "sizes": {k: len(v["text"]) for k, v in splits.items()},
-                 "skipped_empty": dropped, "texts_cut": cut, "class_weights": weights},
+                 "skipped_empty": {k: dropped[k] for k in splits},
+                 "skipped_bad_rows": dropped["bad_rows"], "texts_cut": cut, "class_weights": weights},
         "metrics": {"headline": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]},
                     "test": summary, "per_class": scores["per_class"]},
         "figures": {"confusion_matrix": "confusion_matrix.png", "training_curves": "training_curves.png"},

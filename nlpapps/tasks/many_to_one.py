@@ -1,6 +1,7 @@
 """What the many-to-one text tasks (sentiment, classify) share: reading texts with a target column,
 the text encoder, fitting, and the export of a text-in, named-outputs-out SavedModel."""
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,19 +15,23 @@ from nlpapps.errors import UserError
 
 def prepare(recipe, log):
     """Splits with 'text', 'target' (and 'domain' where present), the fitted vectorizer, every
-    split's token ids, and how many empty texts each split skipped."""
+    split's token ids, and how many rows were skipped: empty texts per split, and 'bad_rows' (rows
+    that did not fit their columns)."""
     d = recipe["data"]
+    notes = {}
     splits = sources.load(d["source"], {"text": d["text"], "target": d["label"], "domain": d.get("domain", "")},
-                          optional=("domain",), fractions=tuple(d["split"]), seed=d["seed"])
+                          optional=("domain",), fractions=tuple(d["split"]), seed=d["seed"],
+                          max_bad_rows=d["max_bad_rows"], log=log, notes=notes)
+    dropped = {"bad_rows": notes.get("skipped_bad_rows", 0)}
     text.require_text(splits["train"]["text"], d["text"])
-    dropped = {}
     for name, columns in splits.items():
         keys = list(columns)
         kept, dropped[name] = text.drop_empty(*(columns[k] for k in keys))
         splits[name] = dict(zip(keys, kept))
     vectorizer, ids = _vectorize(splits, recipe["text"], dropped)
-    if sum(dropped.values()):
-        log(f"skipped {sum(dropped.values())} empty texts ({', '.join(f'{k} {v}' for k, v in dropped.items())})")
+    empty = {k: dropped[k] for k in splits}
+    if sum(empty.values()):
+        log(f"skipped {sum(empty.values())} empty texts ({', '.join(f'{k} {v}' for k, v in empty.items())})")
     for name in ("train", "validation", "test"):
         if not len(splits[name]["text"]):
             raise UserError(f"{d['source']}: the {name} split is empty; the data has too few rows")
@@ -63,10 +68,14 @@ def encoder(vocab_size, m):
 def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
     """Fit on bucketed batches, `class_weight` forwarded to Keras; returns (history, seconds)."""
     t = recipe["train"]
-    batches = {k: text.pipeline(ids[k], targets[k], batch_size=t["batch_size"], shuffle=k == "train",
-                                seed=t["seed"]) for k in ("train", "validation")}
+    def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
+        return text.pipeline(ids["train"], targets["train"], batch_size=t["batch_size"], shuffle=True,
+                             seed=t["seed"], epoch=epoch)
+
+    validation = text.pipeline(ids["validation"], targets["validation"], batch_size=t["batch_size"],
+                               shuffle=False, seed=t["seed"])
     start = time.perf_counter()
-    history = training.fit(model, batches["train"], batches["validation"], t,
+    history = training.fit(model, train, validation, t,
                            training.run_dir(output_root, recipe), monitor=monitor, mode=mode,
                            class_weight=class_weight)
     return history, time.perf_counter() - start
@@ -100,6 +109,18 @@ def classes_of(splits, ids, origin, log):
     return classes
 
 
+def recipe_as_read(recipe):
+    """The recipe's settings, with the columns a folder source really reads in place of the recipe's."""
+    flat = recipe.flat()
+    d = recipe["data"]
+    if Path(d["source"]).is_dir():
+        read = sources.folder_columns({"text": d["text"], "label": d["label"], "domain": d.get("domain", "")},
+                                      optional=("domain",))
+        flat.update({f"data.{k}": {"text": "(the .txt files)", "label": "(the class sub-folders)"}.get(v, v)
+                     for k, v in read.items() if f"data.{k}" in flat})
+    return flat
+
+
 def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
     """Export: `text: string[batch]` → the named outputs that `outputs(model outputs)` builds."""
     class_names = tf.constant(classes)
@@ -111,13 +132,12 @@ def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, ext
     def serve(text_in):
         result = model(ids(vectorizer(text_in)), training=False)
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
-        named = outputs(result)
-        named.update(label=tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
-                     probabilities=probabilities, classes=class_names)
-        return named
+        # The task's own outputs come last: a task may give its label another meaning than the argmax.
+        return {"label": tf.gather(class_names, tf.argmax(probabilities, axis=-1)), "probabilities": probabilities,
+                "classes": class_names, **outputs(result)}
 
     return export.save(
         output_root, recipe, endpoints={"serving_default": (serve, [tf.TensorSpec([None], tf.string, name="text")])},
         track=[model, vectorizer], keras_model=end_to_end,
-        metadata={"recipe": recipe.flat(), "classes": list(classes), **metadata},
+        metadata={"recipe": recipe_as_read(recipe), "classes": list(classes), **metadata},
         extras=[("training_curves.png", lambda p: evaluation.plot_history(metadata["history"], p)), *extras])

@@ -1,23 +1,33 @@
 """Sentiment (many-to-one): a text's polarity and its intensity score on the data's own scale.
 
-Scored data (the shipped snippets: mean human rating -4..+4) trains two heads, a polarity derived
-from the score's sign and a score regression; label-only data (imdb_reviews: neg/pos) trains the
-polarity head alone and reports the probability of the last (positive) class as the score.
+Scored data (the shipped snippets: mean human rating -4..+4) trains two heads, a polarity head and
+a score regression; the label a user sees is the score's band (positive above `neutral_band`,
+negative below minus it, neutral in between; a score of exactly 0 is neutral), computed from the
+score in the export and in evaluation alike, so label and score never disagree. The polarity head
+helps training and its probabilities are exported as they are. Label-only data (imdb_reviews:
+neg/pos) trains the polarity head alone: the label is its most likely class and the score the
+probability of the last (positive) class.
 """
 import keras
 import numpy as np
+import tensorflow as tf
 
 from nlpapps import evaluation
+from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
 NAME = "sentiment"
+MAX_CLASSES = 5  # a label column with more distinct values is not a polarity (a score read as labels?)
 
 
 def polarity(scores, band):
-    """negative/positive by sign; neutral within `band` of zero when band > 0."""
-    if band <= 0:
-        return np.where(scores >= 0, "positive", "negative")
-    return np.where(scores >= band, "positive", np.where(scores <= -band, "negative", "neutral"))
+    """positive above `band`, negative below -band, neutral in between (a score of 0 included)."""
+    return np.where(scores > band, "positive", np.where(scores < -band, "negative", "neutral"))
+
+
+def polarity_tf(scores, band):
+    """`polarity` in TensorFlow ops, for the export."""
+    return tf.where(scores > band, "positive", tf.where(scores < -band, "negative", "neutral"))
 
 
 def _scores(values):
@@ -47,6 +57,11 @@ def run(recipe, output_root, log=print):
     d, m, t = recipe["data"], recipe["model"], recipe["train"]
     splits, vectorizer, ids, dropped = many_to_one.prepare(recipe, log)
     scored = all(_scores(v["target"]) is not None for v in splits.values())
+    kinds = sorted(set(splits["train"]["target"]))
+    if not scored and len(kinds) > MAX_CLASSES:
+        raise UserError(f"{d['source']}: the label column {d['label']!r} holds {len(kinds)} different values "
+                        f"(e.g. {', '.join(repr(str(k)) for k in kinds[:3])}); sentiment takes a numeric score or "
+                        f"at most {MAX_CLASSES} class labels such as neg/pos")
     for columns in splits.values():
         if scored:
             columns["score"] = _scores(columns["target"])
@@ -65,8 +80,9 @@ def run(recipe, output_root, log=print):
     test, train = splits["test"], splits["train"]
     out = many_to_one.predict(model, ids["test"])
     predicted = np.array(classes, dtype=object)[out["polarity"].argmax(-1)]
-    if scored:
+    if scored:  # the label users see is the predicted score's band
         true_score, predicted_score, mean_score = test["score"], out["score"][:, 0] * scale, train["score"].mean()
+        predicted = polarity(predicted_score, d["neutral_band"]).astype(object)
     else:  # label-only data: the score is the probability of the positive (last) class
         true_score = (test["label"] == classes[-1]).astype(float)
         predicted_score, mean_score = out["polarity"][:, -1], (train["label"] == classes[-1]).mean()
@@ -87,19 +103,23 @@ def run(recipe, output_root, log=print):
     log(evaluation.table(rows, list(rows[0])))
     metadata = {
         "data": {"source": d["source"], "sizes": {k: len(v["text"]) for k, v in splits.items()},
-                 "skipped_empty": dropped, "scored": scored, "score_scale": scale},
+                 "skipped_empty": {k: dropped[k] for k in splits},
+                 "skipped_bad_rows": dropped["bad_rows"], "scored": scored, "score_scale": scale},
         "metrics": {"headline": {"polarity_accuracy": rows[0]["accuracy"], "score_pearson": rows[0]["score_r"]},
                     "test": rows},
         "history": history, "train_seconds": round(seconds, 1),
     }
 
     def outputs(result):
-        return {"score": result["score"][:, 0] * scale if scored else result["polarity"][:, -1]}
+        if not scored:
+            return {"score": result["polarity"][:, -1]}
+        score = result["score"][:, 0] * scale
+        return {"score": score, "label": polarity_tf(score, d["neutral_band"])}
 
     return many_to_one.save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras=())
 
 
 def rows(outputs, top_k=None):
-    """Readable predictions, one dict per text."""
+    """Readable predictions, one dict per text. (`predict` refuses --top-k for sentiment.)"""
     return [{"label": label.decode(), "score": round(float(score), 3)}
             for label, score in zip(outputs["label"], outputs["score"])]

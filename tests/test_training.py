@@ -1,0 +1,123 @@
+"""Runs are trustworthy: a run owns its folder, a finished run leaves no backup, and a run killed
+mid-epoch (SIGKILL, a real subprocess) then run again ends exactly as an unbroken run."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import cli_env, nlpapps_exe, run_nlpapps, shipped_rows
+
+# A tiny model on 400 real snippets, 40 steps an epoch: seconds per run, long enough to kill mid-epoch.
+TINY = ["--set", "data.domain=", "--epochs", "4", "--units", "8", "--set", "text.vocab_size=500",
+        "--set", "model.embedding_dim=8", "--batch-size", "8", "--set", "train.patience=10"]
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "small.csv"
+    rows = shipped_rows()[::45][:400]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "score"])
+        writer.writerows([r["text"], r["score"]] for r in rows)
+    return path
+
+
+def _args(data, output):
+    return ["run", "sentiment", "--data", str(data), *TINY, "--output", str(output)]
+
+
+@pytest.fixture(scope="module")
+def unbroken(small_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("unbroken")
+    proc = run_nlpapps(_args(small_csv, out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    return out / "sentiment" / "1", proc
+
+
+def _kill_in_epoch(args, epoch, output):
+    """Start the run, SIGKILL it once it prints the start of `epoch`; returns what it printed."""
+    env = {**cli_env(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([nlpapps_exe(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line.decode())
+            if line.startswith(f"Epoch {epoch}/".encode()):
+                time.sleep(0.2)  # inside the epoch: its batches are being trained on
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert not (output / "sentiment" / "1").exists(), "the run finished before it could be killed"
+    return "".join(seen)
+
+
+def _weights(path):
+    from nlpapps import export
+    return export.load_keras(path).get_weights()
+
+
+def test_killed_run_resumes_exactly(small_csv, unbroken, tmp_path):
+    export_a, _ = unbroken
+    out = tmp_path / "out"
+    _kill_in_epoch(_args(small_csv, out), 3, out)
+    backup = next(out.glob("sentiment/runs/*/backup.npz"))
+    assert backup.is_file()
+
+    proc = run_nlpapps(_args(small_csv, out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    stdout = proc.stdout.decode()
+    assert "after epoch 2" in stdout and "Epoch 3/4" in stdout and "Epoch 1/4" not in stdout
+    export_b = out / "sentiment" / "1"
+    a, b = (json.loads((p / "metadata.json").read_text()) for p in (export_a, export_b))
+    # Same history (every epoch, not only those after the restart), same metrics, same weights.
+    assert list(a["history"]) == list(b["history"])
+    for key in a["history"]:
+        np.testing.assert_allclose(a["history"][key], b["history"][key], atol=1e-4, err_msg=key)
+        assert len(b["history"][key]) == 4
+    for row_a, row_b in zip(a["metrics"]["test"], b["metrics"]["test"]):
+        for key, value in row_a.items():
+            if isinstance(value, float):
+                assert row_b[key] == pytest.approx(value, abs=1e-4), key
+    for wa, wb in zip(_weights(export_a), _weights(export_b)):
+        np.testing.assert_allclose(wa, wb, atol=1e-4)
+    assert not backup.exists(), "a finished run removes its backup"
+
+
+def test_finished_run_leaves_no_backup(unbroken):
+    export_a, _ = unbroken
+    runs = list((export_a.parent / "runs").glob("*"))
+    assert runs and not list(export_a.parent.glob("runs/*/backup*"))
+
+
+def test_second_run_of_a_recipe_refuses_while_the_first_trains(small_csv, tmp_path):
+    """The lock is held by this test process, as a running `nlpapps run` holds it."""
+    from nlpapps import recipes, training
+
+    out = tmp_path / "out"
+    recipe = recipes.load("sentiment", ["data.source=" + json.dumps(str(small_csv)), *_overrides()])
+    workdir = training.run_dir(out, recipe)
+    with training.owned(workdir):
+        proc = run_nlpapps(_args(small_csv, out))
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert len(lines) == 1 and f"pid {os.getpid()}" in lines[0] and "another run" in lines[0], lines
+    assert not (out / "sentiment" / "1").exists()
+    # (A killed run's lock goes with its process: test_killed_run_resumes_exactly reruns at once.)
+
+
+def _overrides():
+    """TINY as recipe overrides (what the CLI turns the flags into)."""
+    flags = {"--epochs": "train.epochs", "--units": "model.units", "--batch-size": "train.batch_size"}
+    out, it = [], iter(TINY)
+    for flag in it:
+        value = next(it)
+        out.append(value if flag == "--set" else f"{flags[flag]}={value}")
+    return out
