@@ -18,6 +18,7 @@ from nlpapps.data import sources
 from nlpapps.errors import UserError
 
 DAY, YEAR = 86400.0, 365.2425 * 86400.0
+PERIODS = {"day": DAY, "year": YEAR}
 CLIP = 50.0  # encoded readings further than this many standard deviations out are clipped
 TARGET = re.compile(r"^\s*([^<>]+?)\s*(?:>\s*(-?[0-9.]+)\s*)?$")  # "temp" or "precip > 0"
 
@@ -101,12 +102,12 @@ def describe(interval):
     return f"{seconds} seconds"
 
 
-def load(spec, d, origin=None):
-    """The readings of `spec` on a regular grid, before gap filling: (frame, interval, log lines).
+def load(spec, d, columns, interval=None, origin=None):
+    """The `columns` of `spec` on a regular grid, before gap filling: (frame, interval, log lines).
 
-    d: the recipe's data section (time_column, date_column, skip_rows, station_column, station,
-    features, targets). Duplicated or unsorted timestamps are refused: they mean the file is not one
-    station's series (or a station column is missing from the recipe)."""
+    d: the recipe's data section (time_column, date_column, skip_rows, station_column, station);
+    interval: the grid's step, inferred from the data (the median step) when None. Duplicated or
+    unsorted timestamps are refused: they mean the file is not one station's series."""
     origin = origin or spec
     notes = []
     table = read_table(spec, skip_rows=d["skip_rows"])
@@ -118,8 +119,7 @@ def load(spec, d, origin=None):
         table = table[table[d["station_column"]] == d["station"]].reset_index(drop=True)
         notes.append(f"station {d['station']}")
     times = timestamps(table, d["time_column"], d["date_column"], origin)
-    columns = list(dict.fromkeys([*d["features"], *(c for _, c, _ in parse_targets(d["targets"]))]))
-    frame = numeric(table, columns, origin)
+    frame = numeric(table, list(dict.fromkeys(columns)), origin)
     frame.index = times
     if times.has_duplicates:
         raise UserError(f"{origin}: duplicated timestamp {times[times.duplicated()][0]}; one reading per time "
@@ -128,9 +128,9 @@ def load(spec, d, origin=None):
         row = int(np.flatnonzero(np.diff(unix_seconds(times)) < 0)[0]) + 1
         raise UserError(f"{origin}: timestamps are not sorted: row {row + 1} ({times[row]}) comes before "
                         f"the row above it")
-    if len(times) < 3:
+    if len(times) < 2 and (interval is None or not len(times)):
         raise UserError(f"{origin}: {len(times)} readings; far too few for a series")
-    interval = pd.Series(times).diff().median()
+    interval = pd.Series(times).diff().median() if interval is None else interval
     # Readings between grid points (a 10:51 METAR for 11:00) average into their interval.
     grid = frame.resample(interval, origin=times[0]).mean()
     notes.append(f"{len(times)} readings every {describe(interval)} from {times[0]} to {times[-1]}")
@@ -204,16 +204,16 @@ def unix_seconds(index):
 @keras.saving.register_keras_serializable(package="nlpapps")
 class Encode(keras.layers.Layer):
     """Raw readings [batch, time, features] and unix seconds [batch, time] → the model's inputs:
-    each angle (degrees) as its sine and cosine, every other reading as is, then the time of day
-    and of year as sine and cosine (time of day only for intervals under a day); all standardised
+    each angle (degrees) as its sine and cosine, every other reading as is, then the phase of the
+    time in each of `periods` ("day", "year") as sine and cosine; all standardised
     with the training period's statistics and clipped to ±CLIP. Readings must be finite (the
     serving graph carries the last valid one forward first); a non-finite time encodes as zeros."""
 
-    def __init__(self, angles, time_of_day, mean=None, std=None, **kwargs):
+    def __init__(self, angles, periods, mean=None, std=None, **kwargs):
         super().__init__(autocast=False, **kwargs)  # float64 seconds must reach call() as they are
         self.angles = [bool(a) for a in angles]
-        self.time_of_day = bool(time_of_day)
-        width = len(self.angles) + sum(self.angles) + 2 + 2 * self.time_of_day
+        self.periods = [str(p) for p in periods]
+        width = len(self.angles) + sum(self.angles) + 2 * len(self.periods)
         self.mean = list(mean) if mean is not None else [0.0] * width
         self.std = list(std) if std is not None else [1.0] * width
 
@@ -229,9 +229,8 @@ class Encode(keras.layers.Layer):
         for i, angle in enumerate(self.angles):
             x = readings[..., i]
             columns += [tf.sin(x * (math.pi / 180)), tf.cos(x * (math.pi / 180))] if angle else [x]
-        periods = ([DAY] if self.time_of_day else []) + [YEAR]
         finite = tf.math.is_finite(seconds)
-        for period in periods:
+        for period in (PERIODS[p] for p in self.periods):
             phase = tf.cast(tf.math.floormod(tf.where(finite, seconds, 0.0), period) / period, "float32")
             zero = tf.zeros_like(phase)
             columns += [tf.where(finite, tf.sin(2 * math.pi * phase), zero),
@@ -244,16 +243,16 @@ class Encode(keras.layers.Layer):
         return tuple(input_shape[0][:-1]) + (self.width,)
 
     def get_config(self):
-        return {**super().get_config(), "angles": self.angles, "time_of_day": self.time_of_day,
+        return {**super().get_config(), "angles": self.angles, "periods": self.periods,
                 "mean": self.mean, "std": self.std}
 
 
-def fitted_encoder(readings, seconds, angles, time_of_day, name="encode"):
+def fitted_encoder(readings, seconds, angles, periods, name="encode"):
     """An Encode layer standardised with the mean and standard deviation of `readings` (the
     training period); a constant input keeps a unit scale."""
-    raw = Encode(angles, time_of_day)([readings[None].astype("float32"), seconds[None]]).numpy()[0]
+    raw = Encode(angles, periods)([readings[None].astype("float32"), seconds[None]]).numpy()[0]
     std = raw.std(0)
-    return Encode(angles, time_of_day, raw.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist(), name=name)
+    return Encode(angles, periods, raw.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist(), name=name)
 
 
 def carry_forward(readings, last):

@@ -36,7 +36,11 @@ def prepare(recipe, log):
     """The series on its regular grid with gaps filled, its periods, and the training arrays."""
     d, t, horizon = recipe["data"], recipe["train"], recipe["model"]["horizon"]
     targets = series.parse_targets(d["targets"])
-    frame, interval, notes = series.load(d["source"], d)
+    for name, column, threshold in targets:
+        if threshold is None and column not in d["features"]:
+            raise UserError(f"data.targets: {name!r} is not among data.features; a quantity's forecast builds "
+                            f"on its current reading, so add it there")
+    frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
     filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], d["source"])
     n = len(filled)
     a, b = series.chronological(n, d["split"])
@@ -90,12 +94,21 @@ def build(encoder, n_features, targets, m, t):
     return model
 
 
-def training_targets(data, scale):
-    """Quantities standardised with the training period's statistics, events as 0/1."""
+def changes(data, features):
+    """Each quantity target's change from its current reading, float[T, horizon, Kq]: what the model
+    learns, so that it starts from persistence instead of rebuilding the level from its state."""
+    kinds = np.array([threshold is None for _, _, threshold in data["targets"]])
+    current = data["readings"][:, [features.index(c) for _, c, t in data["targets"] if t is None]]
+    return data["future"][..., kinds] - current[:, None, :]
+
+
+def training_targets(data, features, scale):
+    """Quantities: their changes standardised per horizon step with the training period's
+    statistics; events as 0/1."""
     out = {}
     kinds = np.array([threshold is None for _, _, threshold in data["targets"]])
     if kinds.any():
-        out["quantities"] = (data["future"][..., kinds] - scale[0]) / scale[1]
+        out["quantities"] = (changes(data, features) - scale[0]) / scale[1]
     if (~kinds).any():
         out["events"] = data["future"][..., ~kinds]
     return out
@@ -103,10 +116,12 @@ def training_targets(data, scale):
 
 # ------------------------------------------------------------------------------------------- export
 
-def streaming_functions(model, n_features, targets, horizon, scale, start):
+def streaming_functions(model, features, targets, horizon, scale, start):
     """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`.
-    scale: (mean, std) of the quantity targets; start: the reading assumed before the first one
-    (the training means), from which missing readings are carried forward."""
+    scale: (mean, std) of the quantities' changes [horizon, Kq]; start: the reading assumed before
+    the first one (the training means), from which missing readings are carried forward."""
+    n_features = len(features)
+    current = [features.index(c) for _, c, t in targets if t is None]
     encoder, stack = model.get_layer("encode"), model.get_layer("stack")
     present = {layer.name for layer in model.layers}
     heads = [(model.get_layer(f"{kind}_head"), kind == "events") for kind in ("quantities", "events")
@@ -117,18 +132,18 @@ def streaming_functions(model, n_features, targets, horizon, scale, start):
     n_states = stack.states_per_layer * stack.depth
     names = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(n_states)]
 
-    def physical(y):
+    def physical(y, filled):
         parts = []
         for head, is_event in heads:
             z = head(y)
             z = tf.reshape(z, tf.concat([tf.shape(y)[:2], [horizon, -1]], 0))
-            parts.append(z if is_event else z * std + mean)
+            parts.append(z if is_event else tf.gather(filled, current, axis=-1)[:, :, None, :] + z * std + mean)
         return tf.gather(tf.concat(parts, -1), order, axis=-1)  # back to the recipe's target order
 
     def run(readings, seconds, last, states):
         filled, last = series.carry_forward(tf.cast(readings, "float32"), last)
         y, new_states = stack(encoder([filled, seconds]), initial_state=states, training=False)
-        return physical(y), last, new_states
+        return physical(y, filled), last, new_states
 
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in names]
@@ -245,20 +260,23 @@ def run(recipe, output_root, log=print):
     a, b, n = data["bounds"]
     horizon, targets, features = m["horizon"], data["targets"], d["features"]
     angles = [f in d["angles"] for f in features]
-    time_of_day = data["interval"].total_seconds() < series.DAY
-    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, time_of_day)
+    # A time of day only where readings come more often than daily.
+    periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
+    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods)
     kinds = np.array([threshold is None for _, _, threshold in targets])
-    scale = (np.nanmean(data["future"][:a, 0][:, kinds], 0), np.nanstd(data["future"][:a, 0][:, kinds], 0) + 1e-6)
+    delta = changes(data, features)[:a]
+    scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     model = build(encoder, len(features), targets, m, t)
 
-    y = training_targets(data, scale)
+    y = training_targets(data, features, scale)
     window = min(t["window"], a - horizon)
     batches = {"train": series.windows(data["readings"], data["seconds"], y, 0, a - horizon, window, t["stride"],
                                        t["batch_size"], shuffle=True, seed=t["seed"]),
                "validation": series.windows(data["readings"], data["seconds"], y, a, b - horizon,
                                             min(window, b - a - horizon), max(1, window // 2), t["batch_size"])}
-    log(f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → "
-        f"{encoder.width} encoded; sequences of {window} steps every {t['stride']}, horizon {horizon}")
+    log(f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
+        f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
+        f"horizon {horizon}")
     start = time.perf_counter()
     history = training.fit(model, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
     seconds = time.perf_counter() - start
@@ -267,7 +285,8 @@ def run(recipe, output_root, log=print):
     out = model([data["readings"][None], data["seconds"][None]], training=False)
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
-        parts[0] = parts[0] * scale[1] + scale[0]
+        parts[0] = data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :] \
+            + parts[0] * scale[1] + scale[0]
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
     predicted = np.concatenate(parts, -1)[..., order]
     encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
@@ -290,7 +309,7 @@ def run(recipe, output_root, log=print):
     lead = min(6, horizon)
     headline = {f"{r['target']}_mae_h{r['h']}": r["model_mae"] for r in quantity_rows if r["h"] in (lead, horizon)}
     headline.update({f"{r['target']}_skill_h{r['h']}": r["model_skill"] for r in event_rows if r["h"] == 1})
-    endpoints, state_names = streaming_functions(model, len(features), targets, horizon, scale,
+    endpoints, state_names = streaming_functions(model, features, targets, horizon, scale,
                                                  tf.constant(np.nanmean(data["readings"][:a], 0), "float32"))
     metadata = {
         "features": [{"name": f, "unit": units.get(f, ""), "angle": f in d["angles"]} for f in features],
@@ -316,3 +335,99 @@ def run(recipe, output_root, log=print):
         extras.append(("reliability.png", lambda p: evaluation.plot_reliability(curves, p)))
     return export.save(output_root, recipe, endpoints=endpoints, track=[model], keras_model=model,
                        metadata=metadata, extras=extras)
+
+
+# ------------------------------------------------------------------------------------------ serving
+
+def _data_settings(meta):
+    columns = meta["data"]["columns"]
+    return {"time_column": columns["time"], "date_column": columns["date"], "skip_rows": 0,
+            "station_column": columns["station"], "station": meta["station"]}
+
+
+def header(meta):
+    """The output's CSV header: the reading's time, then each target at +1 … +horizon steps."""
+    return ",".join(["time", *(f"{t['name']}+{h}" for t in meta["targets"] for h in range(1, meta["horizon"] + 1))])
+
+
+def line(when, forecast):
+    """One CSV line: time, then forecast[horizon, targets] target by target."""
+    return ",".join([str(when), *(f"{v:.4g}" for v in np.asarray(forecast).T.reshape(-1))])
+
+
+def read_input(path, meta):
+    """A CSV of readings with the training data's columns, on the model's grid: (times, readings,
+    seconds); steps with no reading are NaN, which the model carries forward."""
+    features = [f["name"] for f in meta["features"]]
+    interval = pd.Timedelta(meta["interval_seconds"], "s")
+    frame, _, _ = series.load(str(path), _data_settings(meta), features, interval=interval)
+    return frame.index, frame[features].to_numpy("float32"), series.unix_seconds(frame.index)
+
+
+def stream(lines, signatures, meta, emit, warn):
+    """Forecast after every CSV row of `lines` (the first is the header), one `emit(line)` per row.
+    A missing or malformed value is carried forward with a `warn(message)`; the stream goes on."""
+    import csv
+    settings = _data_settings(meta)
+    features = [f["name"] for f in meta["features"]]
+    interval = float(meta["interval_seconds"])
+    rows = csv.reader(lines)
+    names = next(rows, None)
+    if names is None:
+        return
+    missing = [c for c in [settings["time_column"], settings["date_column"]] if c and c not in names]
+    if missing:
+        raise UserError(f"stdin: the header has no time column {missing[0]!r}; columns are: {', '.join(names)}")
+    state = {k: v for k, v in signatures["initial_state"](batch_size=tf.constant(1)).items()}
+    emit(header(meta))
+    last_time = None
+    for number, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        cells = dict(zip(names, row))
+        if len(row) != len(names):
+            warn(f"line {number}: {len(row)} fields where the header has {len(names)}; reading carried forward")
+            cells = {}
+        station = settings["station_column"]
+        if cells and station and station in cells and cells[station] != settings["station"]:
+            continue  # another station's reading
+        when = _time(cells, settings)
+        if when is None:
+            if cells:
+                warn(f"line {number}: unreadable time; taken as one interval after the previous reading")
+            when = None if last_time is None else last_time + pd.Timedelta(interval, "s")
+        reading = []
+        for feature in features:
+            value = _number(cells.get(feature))
+            if value is None and cells:
+                warn(f"line {number}: {feature} = {cells.get(feature, '')!r} is not a reading; carried forward")
+            reading.append(np.nan if value is None else value)
+        seconds = np.nan if when is None else series.unix_seconds(pd.DatetimeIndex([when]))[0]
+        out = signatures["step"](reading=tf.constant([reading], "float32"),
+                                 time=tf.constant([seconds], "float64"), **state)
+        state = {k: out[k] for k in state}
+        last_time = when
+        emit(line("" if when is None else when.isoformat(), out["forecast"][0].numpy()))
+
+
+def _time(cells, settings):
+    text = cells.get(settings["time_column"])
+    if text is None:
+        return None
+    if settings["date_column"]:
+        text = f"{cells.get(settings['date_column'], '')} {text}"
+    try:
+        when = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(when):
+        return None
+    return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
