@@ -350,3 +350,37 @@ def test_forecast_input_errors_are_one_line(export_path, tmp_path):
         assert result.exit_code == 2 and expected in result.output, result.output
     result = invoke(["forecast", "--model", export_path])
     assert result.exit_code == 2 and "--input FILE or --stream" in result.output
+
+
+# --------------------------------------------------------------------------- series and baselines
+
+
+def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
+    import pandas as pd
+
+    from nlpapps.data import series
+    from nlpapps.errors import UserError
+    index = pd.date_range("2013-01-01", periods=6, freq="h", tz="UTC")
+    frame = pd.DataFrame({"temp": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "dir": [350.0, np.nan, 10.0, 10, 10, 10]}, index)
+    filled, observed = series.fill_gaps(frame, max_gap=1, angles=["dir"])
+    assert filled["temp"].iloc[1] == 2.0 and not observed["temp"].iloc[1]
+    assert min(filled["dir"].iloc[1], 360 - filled["dir"].iloc[1]) < 1e-6  # north, not 180°
+    frame.iloc[1:4, 0] = np.nan
+    with pytest.raises(UserError, match="'temp' is missing for 3 steps in a row"):
+        series.fill_gaps(frame, max_gap=2)
+    frame["temp"] = np.nan
+    with pytest.raises(UserError, match="'temp' has no values"):
+        series.fill_gaps(frame, max_gap=2)
+
+
+def test_baselines_persistence_seasonal_naive_and_event_persistence():
+    from nlpapps import evaluation
+    values = np.arange(10.0)
+    assert evaluation.persistence(values, 2)[3].tolist() == [3.0, 3.0]
+    seasonal = evaluation.seasonal_naive(values, season=4, horizon=5)
+    assert seasonal[5].tolist() == [2.0, 3.0, 4.0, 5.0, 2.0]  # t+h one season back; beyond it two seasons
+    assert np.isnan(seasonal[0, 0])
+    now = np.array([1, 1, 0, 0, 0, 0], bool)
+    future = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [0.0]])
+    assert evaluation.event_persistence(now, future, np.array([True, False])).tolist() == [[0.5], [0.25]]
+    assert evaluation.brier_skill([1, 0], [1, 0], [0.5, 0.5]) == 1.0

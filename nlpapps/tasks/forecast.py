@@ -36,11 +36,11 @@ def prepare(recipe, log):
     """The series on its regular grid with gaps filled, its periods, and the training arrays."""
     d, t, horizon = recipe["data"], recipe["train"], recipe["model"]["horizon"]
     targets = series.parse_targets(d["targets"])
+    frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
     for name, column, threshold in targets:
         if threshold is None and column not in d["features"]:
             raise UserError(f"data.targets: {name!r} is not among data.features; a quantity's forecast builds "
                             f"on its current reading, so add it there")
-    frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
     filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], d["source"])
     n = len(filled)
     a, b = series.chronological(n, d["split"])
@@ -73,13 +73,17 @@ def season_of(interval, n):
 
 def build(encoder, n_features, targets, m, t):
     """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
-    it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]."""
+    it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]. The heads
+    also see the current encoded reading itself, so what a regression on the reading alone can do
+    is there from the start and the recurrent state adds the history."""
     readings = keras.Input((None, n_features), name="readings")
     seconds = keras.Input((None,), dtype="float64", name="time")
     stack = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=False,
                             dropout=m["dropout"], residual=m["residual"], return_sequences=True,
                             return_state=True, all_states=True, name="stack")
-    y, _ = stack(encoder([readings, seconds]))
+    x = encoder([readings, seconds])
+    y, _ = stack(x)
+    y = keras.layers.Concatenate(name="with_reading")([y, x])
     outputs, losses = {}, {}
     for kind, loss, activation in (("quantities", "mse", None), ("events", "binary_crossentropy", "sigmoid")):
         k = sum((threshold is None) == (kind == "quantities") for _, _, threshold in targets)
@@ -122,7 +126,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     the first one (the training means), from which missing readings are carried forward."""
     n_features = len(features)
     current = [features.index(c) for _, c, t in targets if t is None]
-    encoder, stack = model.get_layer("encode"), model.get_layer("stack")
+    encoder, stack, join = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("with_reading")
     present = {layer.name for layer in model.layers}
     heads = [(model.get_layer(f"{kind}_head"), kind == "events") for kind in ("quantities", "events")
              if f"{kind}_head" in present]
@@ -142,8 +146,9 @@ def streaming_functions(model, features, targets, horizon, scale, start):
 
     def run(readings, seconds, last, states):
         filled, last = series.carry_forward(tf.cast(readings, "float32"), last)
-        y, new_states = stack(encoder([filled, seconds]), initial_state=states, training=False)
-        return physical(y, filled), last, new_states
+        x = encoder([filled, seconds])
+        y, new_states = stack(x, initial_state=states, training=False)
+        return physical(join([y, x]), filled), last, new_states
 
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in names]
@@ -282,7 +287,7 @@ def run(recipe, output_root, log=print):
     seconds = time.perf_counter() - start
 
     # Scored as it is served: one stream over the whole series, so the test period follows what came before.
-    out = model([data["readings"][None], data["seconds"][None]], training=False)
+    out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
         parts[0] = data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :] \
