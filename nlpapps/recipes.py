@@ -76,6 +76,7 @@ RULES = {
     "data.event_window": _at_least(1),
     "data.time_features": lambda v: None if set(v) <= {"day", "year"} else "may hold only \"day\" and \"year\"",
     "model.horizon": _at_least(1),
+    "model.head_units": _at_least(0),
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),

@@ -71,7 +71,7 @@ def season_of(interval, n):
 
 # -------------------------------------------------------------------------------------------- model
 
-def build(encoder, n_features, targets, m, t):
+def build(encoder, n_features, targets, m, t, steps_per_epoch):
     """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
     it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]. The heads
     also see the current encoded reading itself, so what a regression on the reading alone can do
@@ -84,6 +84,8 @@ def build(encoder, n_features, targets, m, t):
     x = encoder([readings, seconds])
     y, _ = stack(x)
     y = keras.layers.Concatenate(name="with_reading")([y, x])
+    if m["head_units"]:  # the change over h steps mixes phases and amplitudes: not linear in the state
+        y = keras.layers.Dense(m["head_units"], activation="relu", name="head_hidden")(y)
     outputs, losses = {}, {}
     for kind, loss, activation in (("quantities", "mse", None), ("events", "binary_crossentropy", "sigmoid")):
         k = sum((threshold is None) == (kind == "quantities") for _, _, threshold in targets)
@@ -92,7 +94,9 @@ def build(encoder, n_features, targets, m, t):
             outputs[kind] = keras.layers.Reshape((-1, m["horizon"], k), name=kind)(z)
             losses[kind] = loss
     model = keras.Model([readings, seconds], outputs, name="forecast")
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"], clipnorm=1.0), loss=losses,
+    # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
+    rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=1.0), loss=losses,
                   loss_weights={"quantities": 1.0, "events": t["event_weight"]}
                   if len(losses) == 2 else None, jit_compile=False)
     return model
@@ -130,6 +134,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     present = {layer.name for layer in model.layers}
     heads = [(model.get_layer(f"{kind}_head"), kind == "events") for kind in ("quantities", "events")
              if f"{kind}_head" in present]
+    hidden = model.get_layer("head_hidden") if "head_hidden" in present else (lambda v: v)
     kinds = np.array([threshold is None for _, _, threshold in targets])
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
     mean, std = tf.constant(scale[0], "float32"), tf.constant(scale[1], "float32")
@@ -148,7 +153,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
         filled, last = series.carry_forward(tf.cast(readings, "float32"), last)
         x = encoder([filled, seconds])
         y, new_states = stack(x, initial_state=states, training=False)
-        return physical(join([y, x]), filled), last, new_states
+        return physical(hidden(join([y, x])), filled), last, new_states
 
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in names]
@@ -271,14 +276,13 @@ def run(recipe, output_root, log=print):
     kinds = np.array([threshold is None for _, _, threshold in targets])
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
-    model = build(encoder, len(features), targets, m, t)
-
     y = training_targets(data, features, scale)
     window = min(t["window"], a - horizon)
     batches = {"train": series.windows(data["readings"], data["seconds"], y, 0, a - horizon, window, t["stride"],
                                        t["batch_size"], shuffle=True, seed=t["seed"]),
                "validation": series.windows(data["readings"], data["seconds"], y, a, b - horizon,
                                             min(window, b - a - horizon), max(1, window // 2), t["batch_size"])}
+    model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
     log(f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
         f"horizon {horizon}")
