@@ -139,7 +139,7 @@ def predict(name, texts, model_path, models, top_k, as_json):
 @click.argument("name", metavar="[MODEL]", default="forecast")
 @click.option("--input", "input_path", type=click.Path(), help="A CSV of readings: the forecast after its last row.")
 @click.option("--stream", is_flag=True, help="Read CSV rows from stdin (header first); one forecast line per row.")
-@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL.")
+@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 def forecast_(name, input_path, stream, model_path, models):
     """Forecast with an exported forecast model: after the last reading of --input FILE, or after

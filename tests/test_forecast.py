@@ -155,7 +155,8 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
     seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
     batch = [readings, readings[::-1]]  # two streams at once
     proc = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(export_path), json.dumps(batch),
-                           json.dumps([seconds, seconds[::-1]])], capture_output=True, text=True, timeout=180)
+                           json.dumps([seconds, seconds[::-1]])],
+                          capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     stepped, whole = np.array(out["stepped"]), np.array(out["whole"])
@@ -289,7 +290,8 @@ def test_a_daily_csv_with_other_column_names_trains_with_settings_alone(tmp_path
     path.write_text("# daily means\n# LaGuardia 2013\n" + daily.rename(columns={"day": "date"}).to_csv(index=False))
     root = tmp_path / "models"
     result = invoke(["run", "forecast", "--data", path, "--set", "data.time_column=date", "--set", "data.skip_rows=2",
-                     "--set", 'data.features=["tmean","rain","wind","rh"]', "--set", 'data.targets=["tmean","rain > 0"]',
+                     "--set", 'data.features=["tmean","rain","wind","rh"]',
+                     "--set", 'data.targets=["tmean","rain > 0"]',
                      "--set", "model.horizon=3", "--set", "train.window=60", "--set", "train.stride=10",
                      "--epochs", "1", "--units", "8", "--output", root])
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
@@ -384,3 +386,16 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
     future = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [0.0]])
     assert evaluation.event_persistence(now, future, np.array([True, False])).tolist() == [[0.5], [0.25]]
     assert evaluation.brier_skill([1, 0], [1, 0], [0.5, 0.5]) == 1.0
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.bidirectional=true", "model.bidirectional = True: a streaming forecast cannot read the future"),
+    ('data.time_features=["week"]', 'may hold only "day" and "year"'),
+    ("model.horizon=0", "model.horizon = 0: must be at least 1"),
+])
+def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):
+    from nlpapps import recipes
+    from nlpapps.errors import UserError
+    with pytest.raises(UserError, match=words.replace("(", r"\(")):
+        recipes.load("forecast", [override])
+    recipes.load("sentiment", ["model.bidirectional=true"])  # the same key stays allowed elsewhere

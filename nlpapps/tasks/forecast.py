@@ -34,7 +34,7 @@ def check(recipe):
 
 def prepare(recipe, log):
     """The series on its regular grid with gaps filled, its periods, and the training arrays."""
-    d, t, horizon = recipe["data"], recipe["train"], recipe["model"]["horizon"]
+    d, horizon = recipe["data"], recipe["model"]["horizon"]
     targets = series.parse_targets(d["targets"])
     frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
     for name, column, threshold in targets:
@@ -62,11 +62,11 @@ def season_of(interval, n):
     year for daily or longer intervals when the series spans two years, else a week."""
     steps_per_day = series.DAY / interval.total_seconds()
     if steps_per_day > 1:
-        return int(round(steps_per_day)), "one day earlier"
+        return round(steps_per_day), "one day earlier"
     steps_per_year = series.YEAR / interval.total_seconds()
     if n >= 2 * steps_per_year:
-        return int(round(steps_per_year)), "one year earlier"
-    return max(1, int(round(7 * steps_per_day))), "one week earlier"
+        return round(steps_per_year), "one year earlier"
+    return max(1, round(7 * steps_per_day)), "one week earlier"
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -149,18 +149,18 @@ def streaming_functions(model, features, targets, horizon, scale, start):
             parts.append(z if is_event else tf.gather(filled, current, axis=-1)[:, :, None, :] + z * std + mean)
         return tf.gather(tf.concat(parts, -1), order, axis=-1)  # back to the recipe's target order
 
-    def run(readings, seconds, last, states):
-        filled, last = series.carry_forward(tf.cast(readings, "float32"), last)
+    def run(filled, seconds, states):
         x = encoder([filled, seconds])
         y, new_states = stack(x, initial_state=states, training=False)
-        return physical(hidden(join([y, x])), filled), last, new_states
+        return physical(hidden(join([y, x])), filled), new_states
 
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in names]
 
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
-        out, _, _ = run(readings, seconds, tf.broadcast_to(start, [batch, n_features]), zero_states(batch))
+        filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
+        out, _ = run(filled, seconds, zero_states(batch))
         return {"forecast": out[:, -1], "forecasts": out}
 
     def initial_state(batch_size):
@@ -168,7 +168,8 @@ def streaming_functions(model, features, targets, horizon, scale, start):
                 **dict(zip(names, zero_states(batch_size)))}
 
     def step(reading, seconds, last_reading, *states):
-        out, last, new = run(reading[:, None], seconds[:, None], last_reading, list(states))
+        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+        out, new = run(last[:, None], seconds[:, None], list(states))
         return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
 
     f = tf.float32
@@ -245,8 +246,8 @@ def _logistic(encoded, truth, a, horizons, horizon):
 
 def plot_week(data, predicted, persistence, lead, path, description):
     """The first week of the test period: truth, the model's and persistence's forecasts made `lead` steps before."""
-    a, b, n = data["bounds"]
-    steps = min(n - b, max(lead + 2, int(round(7 * series.DAY / data["interval"].total_seconds()))))
+    _, b, n = data["bounds"]
+    steps = min(n - b, max(lead + 2, round(7 * series.DAY / data["interval"].total_seconds())))
     span = slice(b, b + steps)
     panels = []
     for k, (name, column, threshold) in enumerate(data["targets"]):
