@@ -204,16 +204,18 @@ def unix_seconds(index):
 @keras.saving.register_keras_serializable(package="nlpapps")
 class Encode(keras.layers.Layer):
     """Raw readings [batch, time, features] and unix seconds [batch, time] → the model's inputs:
-    each angle (degrees) as its sine and cosine, every other reading as is, then the phase of the
+    each angle (degrees) as its sine and cosine, every other reading as is, then 1/0 for each
+    (feature index, threshold) in `events` (is the event happening now?), then the phase of the
     time in each of `periods` ("day", "year") as sine and cosine; all standardised
     with the training period's statistics and clipped to ±CLIP. Readings must be finite (the
     serving graph carries the last valid one forward first); a non-finite time encodes as zeros."""
 
-    def __init__(self, angles, periods, mean=None, std=None, **kwargs):
+    def __init__(self, angles, periods, events=(), mean=None, std=None, **kwargs):
         super().__init__(autocast=False, **kwargs)  # float64 seconds must reach call() as they are
         self.angles = [bool(a) for a in angles]
         self.periods = [str(p) for p in periods]
-        width = len(self.angles) + sum(self.angles) + 2 * len(self.periods)
+        self.events = [[int(i), float(threshold)] for i, threshold in events]
+        width = len(self.angles) + sum(self.angles) + len(self.events) + 2 * len(self.periods)
         self.mean = list(mean) if mean is not None else [0.0] * width
         self.std = list(std) if std is not None else [1.0] * width
 
@@ -229,6 +231,7 @@ class Encode(keras.layers.Layer):
         for i, angle in enumerate(self.angles):
             x = readings[..., i]
             columns += [tf.sin(x * (math.pi / 180)), tf.cos(x * (math.pi / 180))] if angle else [x]
+        columns += [tf.cast(readings[..., i] > threshold, "float32") for i, threshold in self.events]
         finite = tf.math.is_finite(seconds)
         for period in (PERIODS[p] for p in self.periods):
             phase = tf.cast(tf.math.floormod(tf.where(finite, seconds, 0.0), period) / period, "float32")
@@ -243,16 +246,16 @@ class Encode(keras.layers.Layer):
         return tuple(input_shape[0][:-1]) + (self.width,)
 
     def get_config(self):
-        return {**super().get_config(), "angles": self.angles, "periods": self.periods,
+        return {**super().get_config(), "angles": self.angles, "periods": self.periods, "events": self.events,
                 "mean": self.mean, "std": self.std}
 
 
-def fitted_encoder(readings, seconds, angles, periods, name="encode"):
+def fitted_encoder(readings, seconds, angles, periods, events=(), name="encode"):
     """An Encode layer standardised with the mean and standard deviation of `readings` (the
     training period); a constant input keeps a unit scale."""
-    raw = Encode(angles, periods)([readings[None].astype("float32"), seconds[None]]).numpy()[0]
+    raw = Encode(angles, periods, events)([readings[None].astype("float32"), seconds[None]]).numpy()[0]
     std = raw.std(0)
-    return Encode(angles, periods, raw.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist(), name=name)
+    return Encode(angles, periods, events, raw.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist(), name=name)
 
 
 def carry_forward(readings, last):

@@ -273,7 +273,9 @@ def run(recipe, output_root, log=print):
     angles = [f in d["angles"] for f in features]
     # A time of day only where readings come more often than daily.
     periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
-    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods)
+    # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
+    now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
+    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
     kinds = np.array([threshold is None for _, _, threshold in targets])
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
