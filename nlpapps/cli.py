@@ -151,6 +151,35 @@ def predict(name, texts, model_path, models, top_k, as_json):
             click.echo("\t".join(c.translate(TSV_ESCAPES) for c in cells))
 
 
+@cli.command("forecast")
+@click.argument("name", metavar="[MODEL]", default="forecast")
+@click.option("--input", "input_path", type=click.Path(), help="A CSV of readings: the forecast after its last row.")
+@click.option("--stream", is_flag=True, help="Read CSV rows from stdin (header first); one forecast line per row.")
+@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
+@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+def forecast_(name, input_path, stream, model_path, models):
+    """Forecast with an exported forecast model: after the last reading of --input FILE, or after
+    every row arriving on stdin with --stream. Prints CSV: time, then each target at +1 … +horizon."""
+    if bool(input_path) == stream:
+        raise UserError("give exactly one of --input FILE or --stream")
+    path, meta = resolve_model(name, model_path, models, ("forecast",))
+    import_tensorflow()
+    import tensorflow as tf
+
+    from nlpapps.tasks import forecast
+    if input_path:
+        times, readings, seconds = forecast.read_input(input_path, meta)
+        served = tf.saved_model.load(str(path)).signatures["forecast"]
+        out = served(readings=tf.constant(readings[None]), time=tf.constant(seconds[None]))["forecast"]
+        click.echo(forecast.header(meta))
+        click.echo(forecast.line(times[-1].isoformat(), out[0].numpy()))
+        return
+    loaded = tf.saved_model.load(str(path))
+    lines = (raw.decode("utf-8", "replace") for raw in sys.stdin.buffer)
+    forecast.stream(lines, loaded.signatures, meta, emit=lambda text: print(text, flush=True),
+                    warn=lambda text: print(f"nlpapps: warning: {text}", file=sys.stderr, flush=True))
+
+
 @cli.command("list")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 def list_(models):

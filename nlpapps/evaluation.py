@@ -73,3 +73,105 @@ def plot_confusion(y_true, y_pred, labels, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------- forecasts and baselines
+# Forecast arrays are [steps, horizon]: row t holds the forecasts made at t for t+1 … t+horizon.
+
+
+def errors(truth, predicted):
+    """MAE and RMSE over the finite truth values."""
+    truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
+    keep = np.isfinite(truth)
+    diff = truth[keep] - predicted[keep]
+    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff ** 2).mean()))}
+
+
+def persistence(values, horizon):
+    """The last value, for every horizon step: float[steps, horizon]."""
+    return np.repeat(np.asarray(values, float)[:, None], horizon, axis=1)
+
+
+def seasonal_naive(values, season, horizon):
+    """The value at the same time one season earlier: for t+h, values[t+h-k*season] with the
+    smallest k that reaches the past (k=1 while h <= season). NaN where that is before the start."""
+    values = np.asarray(values, float)
+    n = len(values)
+    out = np.full((n, horizon), np.nan)
+    for h in range(1, horizon + 1):
+        back = season * int(np.ceil(h / season))
+        source = np.arange(n) + h - back
+        ok = source >= 0
+        out[ok, h - 1] = values[source[ok]]
+    return out
+
+
+def event_persistence(now_train, future_train, now):
+    """P(event at t+h | event at t or not), estimated on the training period: float[steps, horizon].
+    now_train: bool[steps]; future_train: float[steps, horizon] (0/1, NaN unknown); now: bool[steps]."""
+    now_train, future_train = np.asarray(now_train, bool), np.asarray(future_train, float)
+    rates = [np.nanmean(future_train[now_train == state], axis=0) if (now_train == state).any()
+             else np.nanmean(future_train, axis=0) for state in (False, True)]
+    return np.where(np.asarray(now, bool)[:, None], rates[1], rates[0])
+
+
+def brier(truth, probability):
+    truth, probability = np.asarray(truth, float), np.asarray(probability, float)
+    keep = np.isfinite(truth)
+    return float(((probability[keep] - truth[keep]) ** 2).mean())
+
+
+def brier_skill(truth, probability, reference):
+    """1 - Brier(forecast) / Brier(reference): 1 is perfect, 0 no better than the reference."""
+    base = brier(truth, reference)
+    return None if base == 0 else 1.0 - brier(truth, probability) / base
+
+
+def roc_auc(truth, probability):
+    """Area under the ROC curve; None when the truth has one class only."""
+    truth, probability = np.asarray(truth, float), np.asarray(probability, float)
+    keep = np.isfinite(truth)
+    if len(np.unique(truth[keep])) < 2:
+        return None
+    return float(skm.roc_auc_score(truth[keep].astype(int), probability[keep]))
+
+
+def plot_reliability(curves, path, bins=10):
+    """Reliability diagram: observed frequency against forecast probability, one line per
+    (label, truth, probability) in `curves`, with the forecasts' histogram below."""
+    from sklearn.calibration import calibration_curve
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1), sharex=True)
+    top.plot([0, 1], [0, 1], "k:", label="perfectly reliable")
+    for label, truth, probability in curves:
+        truth, probability = np.asarray(truth, float), np.asarray(probability, float)
+        keep = np.isfinite(truth)
+        if len(np.unique(truth[keep])) < 2:
+            continue
+        observed, forecast = calibration_curve(truth[keep], probability[keep], n_bins=bins, strategy="quantile")
+        top.plot(forecast, observed, "o-", label=label)
+        bottom.hist(probability[keep], bins=20, range=(0, 1), histtype="step", label=label)
+    top.set_ylabel("observed frequency")
+    top.legend(fontsize=8)
+    bottom.set_xlabel("forecast probability")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("forecasts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_forecast(times, panels, path, title=""):
+    """Lines over time, one panel per (name, {label: values}) in `panels`."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, sharex=True)
+    for ax, (name, lines) in zip(axes[:, 0], panels):
+        for label, values in lines.items():
+            ax.plot(times, values, label=label, lw=1.8 if label == "truth" else 1.1)
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0, 0].set_title(title)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

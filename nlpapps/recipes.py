@@ -72,13 +72,29 @@ RULES = {
     "train.patience": _at_least(0),
     "train.score_weight": _at_least(0.0),
     "train.class_weights": _one_of("auto", "on", "off"),
+    "data.skip_rows": _at_least(0),
+    "data.max_gap": _at_least(0),
+    "data.event_window": _at_least(1),
+    "data.time_features": lambda v: None if set(v) <= {"day", "year"} else "may hold only \"day\" and \"year\"",
+    "model.horizon": _at_least(1),
+    "model.head_units": _at_least(0),
+    "train.window": _at_least(2),
+    "train.stride": _at_least(1),
+    "train.event_weight": _at_least(0.0),
+}
+
+# Values a task cannot use although the key allows them elsewhere: (task, key) -> check.
+TASK_RULES = {
+    ("forecast", "model.bidirectional"): lambda v: "a streaming forecast cannot read the future; set it to false"
+    if v else None,
 }
 
 
 def check(recipe):
     """Refuse the first setting outside its allowed values, naming it."""
     for key, value in recipe.flat().items():
-        problem = RULES[key](value) if key in RULES else None
+        rule = TASK_RULES.get((recipe.task, key), RULES.get(key))
+        problem = rule(value) if rule else None
         if problem:
             raise UserError(f"{key} = {value!r}: {problem}")
 

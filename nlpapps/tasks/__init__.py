@@ -1,8 +1,8 @@
 """One module per application; each exposes NAME and run(recipe, output_root, log); the text-in
-tasks also rows(outputs, top_k) for `nlpapps predict`."""
+tasks also rows(outputs, top_k) for `nlpapps predict`; forecast is served by `nlpapps forecast`."""
 import importlib
 
-TASKS = ("sentiment", "classify")
+TASKS = ("sentiment", "classify", "forecast")
 TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
 TOP_K = ("classify",)  # the tasks whose predictions rank several labels (`predict --top-k`)
 

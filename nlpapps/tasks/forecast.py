@@ -1,0 +1,445 @@
+"""Streaming forecast (many-to-many, synchronous): at every step the model reads one more reading
+and forecasts each target's next `horizon` steps, carrying its recurrent state instead of re-reading
+the past.
+
+Targets are quantities (a column: a value per horizon step, scored by MAE/RMSE against persistence and
+seasonal naive) or events ("precip > 0": a probability per horizon step, scored by Brier skill and ROC
+AUC against climatology, persistence and a logistic regression on the current reading). The export
+takes raw readings in physical units: carrying missing readings forward, the encodings and the
+normalisation all happen inside it.
+"""
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+
+from nlpapps import evaluation, export, training
+from nlpapps.blocks import recurrent_stack
+from nlpapps.data import series
+from nlpapps.errors import UserError
+
+NAME = "forecast"
+HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's horizon
+
+
+def check(recipe):
+    if recipe["model"]["bidirectional"]:
+        raise UserError("model.bidirectional = true: a streaming forecast cannot read the future; set it to false")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+def prepare(recipe, log):
+    """The series on its regular grid with gaps filled, its periods, and the training arrays."""
+    d, horizon = recipe["data"], recipe["model"]["horizon"]
+    targets = series.parse_targets(d["targets"])
+    frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
+    for name, column, threshold in targets:
+        if threshold is None and column not in d["features"]:
+            raise UserError(f"data.targets: {name!r} is not among data.features; a quantity's forecast builds "
+                            f"on its current reading, so add it there")
+    filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], d["source"])
+    n = len(filled)
+    a, b = series.chronological(n, d["split"])
+    # Every period must hold one sequence and its horizon; training sequences may be shorter than
+    # train.window when the training period is.
+    if min(a - horizon, b - a - horizon, n - b - horizon) < 8:
+        raise UserError(f"{d['source']}: {n} steps split {d['split']} leave a period too short for a sequence "
+                        f"and its {horizon}-step horizon; give more data or a shorter model.horizon")
+    future, future_seen = series.target_arrays(filled, observed, targets, horizon, d["event_window"])
+    log(f"data: {d['source']}: " + "; ".join(notes) + f"; {int((~observed.to_numpy()).sum())} missing values "
+        f"interpolated; periods: train {a}, validation {b - a}, test {n - b} steps")
+    return {"frame": filled, "observed": observed, "interval": interval, "targets": targets,
+            "future": future, "future_seen": future_seen, "bounds": (a, b, n),
+            "readings": filled[d["features"]].to_numpy("float32"), "seconds": series.unix_seconds(filled.index)}
+
+
+def season_of(interval, n):
+    """Steps per season for the seasonal-naive baseline, and its name: a day for sub-daily data; a
+    year for daily or longer intervals when the series spans two years, else a week."""
+    steps_per_day = series.DAY / interval.total_seconds()
+    if steps_per_day > 1:
+        return round(steps_per_day), "one day earlier"
+    steps_per_year = series.YEAR / interval.total_seconds()
+    if n >= 2 * steps_per_year:
+        return round(steps_per_year), "one year earlier"
+    return max(1, round(7 * steps_per_day)), "one week earlier"
+
+
+# -------------------------------------------------------------------------------------------- model
+
+def build(encoder, n_features, targets, m, t, steps_per_epoch):
+    """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
+    it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]. The heads
+    also see the current encoded reading itself, so what a regression on the reading alone can do
+    is there from the start and the recurrent state adds the history."""
+    readings = keras.Input((None, n_features), name="readings")
+    seconds = keras.Input((None,), dtype="float64", name="time")
+    stack = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=False,
+                            dropout=m["dropout"], residual=m["residual"], return_sequences=True,
+                            return_state=True, all_states=True, name="stack")
+    x = encoder([readings, seconds])
+    y, _ = stack(x)
+    y = keras.layers.Concatenate(name="with_reading")([y, x])
+    if m["head_units"]:  # the change over h steps mixes phases and amplitudes: not linear in the state
+        y = keras.layers.Dense(m["head_units"], activation="relu", name="head_hidden")(y)
+    outputs, losses = {}, {}
+    for kind, loss, activation in (("quantities", "mse", None), ("events", "binary_crossentropy", "sigmoid")):
+        k = sum((threshold is None) == (kind == "quantities") for _, _, threshold in targets)
+        if k:
+            z = keras.layers.Dense(m["horizon"] * k, activation=activation, name=f"{kind}_head")(y)
+            outputs[kind] = keras.layers.Reshape((-1, m["horizon"], k), name=kind)(z)
+            losses[kind] = loss
+    model = keras.Model([readings, seconds], outputs, name="forecast")
+    # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
+    rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=1.0), loss=losses,
+                  loss_weights={"quantities": 1.0, "events": t["event_weight"]}
+                  if len(losses) == 2 else None, jit_compile=False)
+    return model
+
+
+def changes(data, features):
+    """Each quantity target's change from its current reading, float[T, horizon, Kq]: what the model
+    learns, so that it starts from persistence instead of rebuilding the level from its state."""
+    kinds = np.array([threshold is None for _, _, threshold in data["targets"]])
+    current = data["readings"][:, [features.index(c) for _, c, t in data["targets"] if t is None]]
+    return data["future"][..., kinds] - current[:, None, :]
+
+
+def training_targets(data, features, scale):
+    """Quantities: their changes standardised per horizon step with the training period's
+    statistics; events as 0/1."""
+    out = {}
+    kinds = np.array([threshold is None for _, _, threshold in data["targets"]])
+    if kinds.any():
+        out["quantities"] = (changes(data, features) - scale[0]) / scale[1]
+    if (~kinds).any():
+        out["events"] = data["future"][..., ~kinds]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- export
+
+def streaming_functions(model, features, targets, horizon, scale, start):
+    """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`.
+    scale: (mean, std) of the quantities' changes [horizon, Kq]; start: the reading assumed before
+    the first one (the training means), from which missing readings are carried forward."""
+    n_features = len(features)
+    current = [features.index(c) for _, c, t in targets if t is None]
+    encoder, stack, join = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("with_reading")
+    present = {layer.name for layer in model.layers}
+    heads = [(model.get_layer(f"{kind}_head"), kind == "events") for kind in ("quantities", "events")
+             if f"{kind}_head" in present]
+    hidden = model.get_layer("head_hidden") if "head_hidden" in present else (lambda v: v)
+    kinds = np.array([threshold is None for _, _, threshold in targets])
+    order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
+    mean, std = tf.constant(scale[0], "float32"), tf.constant(scale[1], "float32")
+    n_states = stack.states_per_layer * stack.depth
+    names = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(n_states)]
+
+    def physical(y, filled):
+        parts = []
+        for head, is_event in heads:
+            z = head(y)
+            z = tf.reshape(z, tf.concat([tf.shape(y)[:2], [horizon, -1]], 0))
+            parts.append(z if is_event else tf.gather(filled, current, axis=-1)[:, :, None, :] + z * std + mean)
+        return tf.gather(tf.concat(parts, -1), order, axis=-1)  # back to the recipe's target order
+
+    def run(filled, seconds, states):
+        x = encoder([filled, seconds])
+        y, new_states = stack(x, initial_state=states, training=False)
+        return physical(hidden(join([y, x])), filled), new_states
+
+    def zero_states(batch):
+        return [tf.zeros([batch, stack.units]) for _ in names]
+
+    def forecast(readings, seconds):
+        batch = tf.shape(readings)[0]
+        filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
+        out, _ = run(filled, seconds, zero_states(batch))
+        return {"forecast": out[:, -1], "forecasts": out}
+
+    def initial_state(batch_size):
+        return {"last_reading": tf.broadcast_to(start, [batch_size, n_features]),
+                **dict(zip(names, zero_states(batch_size)))}
+
+    def step(reading, seconds, last_reading, *states):
+        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+        out, new = run(last[:, None], seconds[:, None], list(states))
+        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
+
+    f = tf.float32
+    state_specs = [tf.TensorSpec([None, stack.units], f, name=name) for name in names]
+    return {
+        "serving_default": (forecast, [tf.TensorSpec([None, None, n_features], f, name="readings"),
+                                       tf.TensorSpec([None, None], tf.float64, name="time")]),
+        "forecast": (forecast, [tf.TensorSpec([None, None, n_features], f, name="readings"),
+                                tf.TensorSpec([None, None], tf.float64, name="time")]),
+        "initial_state": (initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
+        "step": (step, [tf.TensorSpec([None, n_features], f, name="reading"),
+                        tf.TensorSpec([None], tf.float64, name="time"),
+                        tf.TensorSpec([None, n_features], f, name="last_reading"), *state_specs]),
+    }, ["last_reading", *names]
+
+
+# --------------------------------------------------------------------------------------- evaluation
+
+def evaluate(data, predicted, encoded, season, horizon, event_window):
+    """Rows for the quantity and the event tables over the test period, and the curves and series
+    the plots need. predicted: the model's forecasts at every step of the series [T, horizon, K]."""
+    a, b, n = data["bounds"]
+    frame, future, seen = data["frame"], data["future"], data["future_seen"]
+    truth = np.where(seen, future, np.nan)
+    horizons = [h for h in HORIZONS if h <= horizon]
+    test = slice(b, n)
+    quantity_rows, event_rows, curves, plots = [], [], [], {}
+    for k, (name, column, threshold) in enumerate(data["targets"]):
+        values = frame[column].to_numpy(float)
+        if threshold is None:
+            baselines = {"persistence": evaluation.persistence(values, horizon),
+                         "seasonal": evaluation.seasonal_naive(values, season, horizon)}
+            for h in horizons:
+                row = {"target": name, "h": h}
+                for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
+                    scores = evaluation.errors(truth[test, h - 1, k], forecast[test, h - 1])
+                    row[f"{label}_mae"], row[f"{label}_rmse"] = scores["mae"], scores["rmse"]
+                quantity_rows.append(row)
+            plots[name] = baselines["persistence"]
+            continue
+        now = pd.Series(values > threshold).rolling(event_window, min_periods=1).max().to_numpy(bool)
+        climatology = np.nanmean(truth[:a, :, k], axis=0)
+        baselines = {"persistence": evaluation.event_persistence(now[:a], truth[:a, :, k], now),
+                     "logreg": _logistic(encoded, truth[:, :, k], a, horizons, horizon)}
+        for h in horizons:
+            y, reference = truth[test, h - 1, k], np.full(n - b, climatology[h - 1])
+            row = {"target": name, "h": h, "rate": float(np.nanmean(y)),
+                   "climatology_brier": evaluation.brier(y, reference),
+                   "model_brier": evaluation.brier(y, predicted[test, h - 1, k])}
+            for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
+                row[f"{label}_skill"] = evaluation.brier_skill(y, forecast[test, h - 1], reference)
+            for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
+                row[f"{label}_auc"] = evaluation.roc_auc(y, forecast[test, h - 1])
+            event_rows.append(row)
+        curves += [(f"{name} +{h}", truth[test, h - 1, k], predicted[test, h - 1, k]) for h in horizons[:3]]
+        plots[name] = baselines["persistence"]
+    return quantity_rows, event_rows, curves, plots
+
+
+def _logistic(encoded, truth, a, horizons, horizon):
+    """P(event at t+h) from the current (encoded) reading by a logistic regression per horizon step
+    fitted on the training period: float[T, horizon], NaN at the steps not reported."""
+    out = np.full(truth.shape, np.nan)
+    for h in horizons:
+        y = truth[:a, h - 1]
+        keep = np.isfinite(y)
+        if len(np.unique(y[keep])) < 2:
+            out[:, h - 1] = np.nanmean(y)
+            continue
+        fitted = LogisticRegression(max_iter=1000).fit(encoded[:a][keep], y[keep].astype(int))
+        out[:, h - 1] = fitted.predict_proba(encoded)[:, 1]
+    return out
+
+
+def plot_week(data, predicted, persistence, lead, path, description):
+    """The first week of the test period: truth, the model's and persistence's forecasts made `lead` steps before."""
+    _, b, n = data["bounds"]
+    steps = min(n - b, max(lead + 2, round(7 * series.DAY / data["interval"].total_seconds())))
+    span = slice(b, b + steps)
+    panels = []
+    for k, (name, column, threshold) in enumerate(data["targets"]):
+        truth = data["frame"][column].to_numpy(float)
+        if threshold is not None:
+            truth = (truth > threshold).astype(float)
+        made = np.arange(b, b + steps) - lead  # forecasts for these steps were made `lead` steps earlier
+        panels.append((name if threshold is None else f"P({name})",
+                       {"truth": truth[span], "model": predicted[made, lead - 1, k],
+                        "persistence": persistence[name][made, lead - 1]}))
+    evaluation.plot_forecast(data["frame"].index[span], panels, path,
+                             f"test period, forecasts made {lead} steps ahead ({description})")
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+def run(recipe, output_root, log=print):
+    check(recipe)
+    d, m, t = recipe["data"], recipe["model"], recipe["train"]
+    data = prepare(recipe, log)
+    a, b, n = data["bounds"]
+    horizon, targets, features = m["horizon"], data["targets"], d["features"]
+    angles = [f in d["angles"] for f in features]
+    # A time of day only where readings come more often than daily.
+    periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
+    # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
+    now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
+    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
+    kinds = np.array([threshold is None for _, _, threshold in targets])
+    delta = changes(data, features)[:a]
+    scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
+    y = training_targets(data, features, scale)
+    window = min(t["window"], a - horizon)
+    batches = {"train": series.windows(data["readings"], data["seconds"], y, 0, a - horizon, window, t["stride"],
+                                       t["batch_size"], shuffle=True, seed=t["seed"]),
+               "validation": series.windows(data["readings"], data["seconds"], y, a, b - horizon,
+                                            min(window, b - a - horizon), max(1, window // 2), t["batch_size"])}
+    model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
+    log(f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
+        f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
+        f"horizon {horizon}")
+    start = time.perf_counter()
+    history = training.fit(model, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
+    seconds = time.perf_counter() - start
+
+    # Scored as it is served: one stream over the whole series, so the test period follows what came before.
+    out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
+    parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
+    if "quantities" in out:
+        parts[0] = data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :] \
+            + parts[0] * scale[1] + scale[0]
+    order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
+    predicted = np.concatenate(parts, -1)[..., order]
+    encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
+    season, season_name = season_of(data["interval"], n)
+    quantity_rows, event_rows, curves, persistence = evaluate(data, predicted, encoded, season, horizon,
+                                                                    d["event_window"])
+
+    interval = series.describe(data["interval"])
+    log(f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
+        f"training took {seconds:.0f} s")
+    if quantity_rows:
+        log(f"quantities, in the data's units (persistence: the last value; seasonal: {season_name}, {season} steps)")
+        log(evaluation.table(quantity_rows, list(quantity_rows[0])))
+    if event_rows:
+        log("events (skill: Brier skill against climatology, the training frequency; persistence: "
+            "P(event at t+h | event now or not) from training; logreg: logistic regression on the current reading)")
+        log(evaluation.table(event_rows, list(event_rows[0])))
+
+    units = dict(u.split("=", 1) for u in d["units"] if "=" in u)
+    lead = min(6, horizon)
+    headline = {f"{r['target']}_mae_h{r['h']}": r["model_mae"] for r in quantity_rows if r["h"] in (lead, horizon)}
+    headline.update({f"{r['target']}_skill_h{r['h']}": r["model_skill"] for r in event_rows if r["h"] == 1})
+    endpoints, state_names = streaming_functions(model, features, targets, horizon, scale,
+                                                 tf.constant(np.nanmean(data["readings"][:a], 0), "float32"))
+    metadata = {
+        "features": [{"name": f, "unit": units.get(f, ""), "angle": f in d["angles"]} for f in features],
+        "targets": [{"name": name, "column": column, "kind": "quantity" if threshold is None else "event",
+                     "threshold": threshold, "unit": units.get(column, "") if threshold is None else "probability"}
+                    for name, column, threshold in targets],
+        "interval": interval, "interval_seconds": data["interval"].total_seconds(), "horizon": horizon,
+        "time_input": "unix seconds (UTC), float64, one per reading",
+        "missing_readings": "NaN (or any non-finite value) in a reading is replaced by that feature's last "
+                            "finite value; before any, by its training mean",
+        "state": state_names, "station": d["station"] if d["station_column"] else "",
+        "data": {"source": d["source"], "steps": {"train": a, "validation": b - a, "test": n - b},
+                 "test_period": [str(data["frame"].index[b]), str(data["frame"].index[-1])],
+                 "columns": {"time": d["time_column"], "date": d["date_column"], "station": d["station_column"]}},
+        "baselines": {"seasonal": f"{season_name} ({season} steps)"},
+        "metrics": {"headline": headline, "quantities": quantity_rows, "events": event_rows},
+        "recipe": recipe.flat(), "history": history, "train_seconds": round(seconds, 1),
+    }
+    description = f"{d['source']}, {d['station']}" if d["station_column"] else d["source"]
+    extras = [("training_curves.png", lambda p: evaluation.plot_history(history, p)),
+              ("forecast.png", lambda p: plot_week(data, predicted, persistence, lead, p, description))]
+    if curves:
+        extras.append(("reliability.png", lambda p: evaluation.plot_reliability(curves, p)))
+    return export.save(output_root, recipe, endpoints=endpoints, track=[model], keras_model=model,
+                       metadata=metadata, extras=extras)
+
+
+# ------------------------------------------------------------------------------------------ serving
+
+def _data_settings(meta):
+    columns = meta["data"]["columns"]
+    return {"time_column": columns["time"], "date_column": columns["date"], "skip_rows": 0,
+            "station_column": columns["station"], "station": meta["station"]}
+
+
+def header(meta):
+    """The output's CSV header: the reading's time, then each target at +1 … +horizon steps."""
+    return ",".join(["time", *(f"{t['name']}+{h}" for t in meta["targets"] for h in range(1, meta["horizon"] + 1))])
+
+
+def line(when, forecast):
+    """One CSV line: time, then forecast[horizon, targets] target by target."""
+    return ",".join([str(when), *(f"{v:.4g}" for v in np.asarray(forecast).T.reshape(-1))])
+
+
+def read_input(path, meta):
+    """A CSV of readings with the training data's columns, on the model's grid: (times, readings,
+    seconds); steps with no reading are NaN, which the model carries forward."""
+    features = [f["name"] for f in meta["features"]]
+    interval = pd.Timedelta(meta["interval_seconds"], "s")
+    frame, _, _ = series.load(str(path), _data_settings(meta), features, interval=interval)
+    return frame.index, frame[features].to_numpy("float32"), series.unix_seconds(frame.index)
+
+
+def stream(lines, signatures, meta, emit, warn):
+    """Forecast after every CSV row of `lines` (the first is the header), one `emit(line)` per row.
+    A missing or malformed value is carried forward with a `warn(message)`; the stream goes on."""
+    import csv
+    settings = _data_settings(meta)
+    features = [f["name"] for f in meta["features"]]
+    interval = float(meta["interval_seconds"])
+    rows = csv.reader(lines)
+    names = next(rows, None)
+    if names is None:
+        return
+    missing = [c for c in [settings["time_column"], settings["date_column"]] if c and c not in names]
+    if missing:
+        raise UserError(f"stdin: the header has no time column {missing[0]!r}; columns are: {', '.join(names)}")
+    state = {k: v for k, v in signatures["initial_state"](batch_size=tf.constant(1)).items()}
+    emit(header(meta))
+    last_time = None
+    for number, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        cells = dict(zip(names, row))
+        if len(row) != len(names):
+            warn(f"line {number}: {len(row)} fields where the header has {len(names)}; reading carried forward")
+            cells = {}
+        station = settings["station_column"]
+        if cells and station and station in cells and cells[station] != settings["station"]:
+            continue  # another station's reading
+        when = _time(cells, settings)
+        if when is None:
+            if cells:
+                warn(f"line {number}: unreadable time; taken as one interval after the previous reading")
+            when = None if last_time is None else last_time + pd.Timedelta(interval, "s")
+        reading = []
+        for feature in features:
+            value = _number(cells.get(feature))
+            if value is None and cells:
+                warn(f"line {number}: {feature} = {cells.get(feature, '')!r} is not a reading; carried forward")
+            reading.append(np.nan if value is None else value)
+        seconds = np.nan if when is None else series.unix_seconds(pd.DatetimeIndex([when]))[0]
+        out = signatures["step"](reading=tf.constant([reading], "float32"),
+                                 time=tf.constant([seconds], "float64"), **state)
+        state = {k: out[k] for k in state}
+        last_time = when
+        emit(line("" if when is None else when.isoformat(), out["forecast"][0].numpy()))
+
+
+def _time(cells, settings):
+    text = cells.get(settings["time_column"])
+    if text is None:
+        return None
+    if settings["date_column"]:
+        text = f"{cells.get(settings['date_column'], '')} {text}"
+    try:
+        when = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(when):
+        return None
+    return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None

@@ -1,0 +1,402 @@
+"""Streaming forecast end to end: one tiny model trained per session on a slice of the shipped
+weather, its export (stepping equals the whole-sequence forecast in a TensorFlow-only process; any
+floats in, finite forecasts out), the .keras twin, the `forecast` command (--input, --stream through
+a real pipe), a daily CSV with other column names, and one-line errors for bad input."""
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import invoke, run_nlpapps
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+SHIPPED_WEATHER = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "nyc_weather_2013.csv.gz"
+# A tiny GRU on sequences of 4 days; about 20 s on 2 cores.
+SMALL = ["--epochs", "2", "--units", "8", "--set", "model.horizon=6", "--set", "train.window=96",
+         "--set", "train.stride=24", "--set", "train.batch_size=8"]
+FEATURES = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"]
+
+
+def weather_rows(station="EWR"):
+    with gzip.open(SHIPPED_WEATHER, "rt", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r["origin"] == station]
+
+
+def write_csv(path, rows, columns=None):
+    columns = columns or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weather_slice(tmp_path_factory):
+    """Sixty days of EWR and JFK readings, as shipped (NA cells, both stations interleaved by time)."""
+    rows = sorted(weather_rows("EWR")[2000:3440] + weather_rows("JFK")[2000:3440], key=lambda r: r["time_hour"])
+    return write_csv(tmp_path_factory.mktemp("weather") / "slice.csv", rows)
+
+
+@pytest.fixture(scope="session")
+def forecast_run(tmp_path_factory, weather_slice):
+    root = tmp_path_factory.mktemp("forecast_models")
+    result = invoke(["run", "forecast", "--data", weather_slice, *SMALL, "--output", root])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    return root / "forecast" / "1", result.output
+
+
+@pytest.fixture(scope="session")
+def export_path(forecast_run):
+    return forecast_run[0]
+
+
+@pytest.fixture(scope="session")
+def meta(export_path):
+    return json.loads((export_path / "metadata.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def loaded(export_path):
+    import tensorflow as tf
+    return tf.saved_model.load(str(export_path))
+
+
+# ------------------------------------------------------------------------------ training and export
+
+
+def test_run_prints_both_tables_against_the_baselines(forecast_run):
+    path, output = forecast_run
+    assert output.rstrip().endswith(f"exported forecast model 'forecast' to {path}")
+    assert "station EWR" in output and "every 1 hour" in output
+    quantities = output[output.index("quantities, in the data's units"):output.index("events (skill")]
+    assert "seasonal: one day earlier, 24 steps" in quantities
+    for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
+        assert word in quantities
+    assert [line.split()[:2] for line in quantities.splitlines()[3:]] == [["temp", h] for h in ("1", "3", "6")]
+    events = output[output.index("events (skill"):]
+    for word in ("climatology_brier", "model_skill", "persistence_skill", "logreg_skill", "model_auc"):
+        assert word in events
+
+
+def test_export_layout_and_plots(export_path):
+    for name in ("saved_model.pb", "metadata.json", "model.keras"):
+        assert (export_path / name).is_file(), name
+    for name in ("training_curves.png", "forecast.png", "reliability.png"):
+        data = (export_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000, name
+
+
+def test_metadata_names_features_targets_units_and_interval(meta):
+    assert meta["task"] == "forecast"
+    assert [f["name"] for f in meta["features"]] == FEATURES
+    assert {f["name"]: f["unit"] for f in meta["features"]}["temp"] == "°F"
+    assert [f["name"] for f in meta["features"] if f["angle"]] == ["wind_dir"]
+    assert [(t["name"], t["kind"], t["unit"]) for t in meta["targets"]] == [
+        ("temp", "quantity", "°F"), ("precip>0", "event", "probability")]
+    assert meta["interval"] == "1 hour" and meta["interval_seconds"] == 3600 and meta["horizon"] == 6
+    assert meta["state"] == ["last_reading", "h1"] and meta["station"] == "EWR"
+    steps = meta["data"]["steps"]
+    assert sum(steps.values()) == 1440 and steps["train"] > steps["validation"] > 0
+    rows = meta["metrics"]["quantities"]
+    assert [r["h"] for r in rows] == [1, 3, 6]
+    for row in rows:
+        assert 0 < row["persistence_mae"] <= row["persistence_rmse"]
+    # persistence is nearly right one hour ahead and worse six hours ahead
+    assert rows[0]["persistence_mae"] < rows[-1]["persistence_mae"]
+    for row in meta["metrics"]["events"]:
+        assert 0 <= row["rate"] <= 1 and row["climatology_brier"] > 0
+
+
+# Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps.
+STEP_SCRIPT = r"""
+import json, sys
+
+class NoNlpapps:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "nlpapps":
+            raise ImportError("nlpapps must not be needed to serve an export")
+
+sys.meta_path.insert(0, NoNlpapps())
+import numpy as np
+import tensorflow as tf
+
+m = tf.saved_model.load(sys.argv[1])
+readings = np.array(json.loads(sys.argv[2]), dtype="float32")  # [batch, time, features], NaN missing
+seconds = np.array(json.loads(sys.argv[3]), dtype="float64")
+whole = m.signatures["forecast"](readings=tf.constant(readings), time=tf.constant(seconds))
+state = m.signatures["initial_state"](batch_size=tf.constant(readings.shape[0]))
+stepped = []
+for t in range(readings.shape[1]):
+    out = m.signatures["step"](reading=tf.constant(readings[:, t]), time=tf.constant(seconds[:, t]), **state)
+    state = {k: out[k] for k in state}
+    stepped.append(out["forecast"].numpy())
+print(json.dumps({
+    "stepped": np.stack(stepped, 1).tolist(), "whole": whole["forecasts"].numpy().tolist(),
+    "last": whole["forecast"].numpy().tolist(),
+    "step_inputs": sorted(m.signatures["step"].structured_input_signature[1]),
+    "forecast_inputs": sorted(m.signatures["forecast"].structured_input_signature[1]),
+    "nlpapps_imported": sorted(k for k in sys.modules if k.split(".")[0] == "nlpapps"),
+}))
+"""
+
+
+def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_process(weather_slice, export_path):
+    rows = weather_rows("EWR")[5000:5060]
+    readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
+    readings[0][6] = readings[10][0] = readings[11][0] = float("nan")  # missing first and in a row
+    import pandas as pd
+    seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
+    batch = [readings, readings[::-1]]  # two streams at once
+    proc = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(export_path), json.dumps(batch),
+                           json.dumps([seconds, seconds[::-1]])],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    stepped, whole = np.array(out["stepped"]), np.array(out["whole"])
+    assert stepped.shape == whole.shape == (2, 60, 6, 2)
+    assert np.isfinite(whole).all()
+    # to 1e-5, relative where the value exceeds 1: float32 keeps about 7 digits of 96.37 °F
+    np.testing.assert_allclose(stepped, whole, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.array(out["last"]), whole[:, -1], atol=0)
+    assert out["step_inputs"] == ["h1", "last_reading", "reading", "time"]
+    assert out["forecast_inputs"] == ["readings", "time"]
+    assert out["nlpapps_imported"] == []
+    # temperatures in °F, probabilities in [0, 1]
+    assert 0 < np.median(whole[..., 0]) < 110 and (0 <= whole[..., 1]).all() and (whole[..., 1] <= 1).all()
+
+
+def test_nan_reading_is_carried_forward(loaded):
+    import tensorflow as tf
+    rows = weather_rows("EWR")[4000:4030]
+    readings = np.array([[float(r[f]) if r[f] != "NA" else np.nan for f in FEATURES] for r in rows], "float32")
+    seconds = np.arange(30, dtype="float64") * 3600 + 1.37e9
+    gapped = readings.copy()
+    gapped[-1] = np.nan  # the last reading lost: same as repeating the one before it
+    repeated = readings.copy()
+    repeated[-1] = np.where(np.isnan(readings[-2]), repeated[-1], readings[-2])
+    repeated[-1] = np.where(np.isnan(repeated[-1]), readings[-3], repeated[-1])
+    f = loaded.signatures["forecast"]
+    a = f(readings=tf.constant(gapped[None]), time=tf.constant(seconds[None]))["forecast"].numpy()
+    b = f(readings=tf.constant(repeated[None]), time=tf.constant(seconds[None]))["forecast"].numpy()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_keras_twin_reloads_with_safe_mode_and_matches(export_path, loaded):
+    import tensorflow as tf
+
+    from nlpapps import export
+    model = export.load_keras(export_path)
+    rows = weather_rows("EWR")[3000:3048]
+    readings = np.array([[float(r[f]) if r[f] != "NA" else 0.0 for f in FEATURES] for r in rows], "float32")
+    seconds = np.arange(48, dtype="float64") * 3600 + 1.37e9
+    out = model([readings[None], seconds[None]], training=False)
+    served = loaded.signatures["forecast"](readings=tf.constant(readings[None]), time=tf.constant(seconds[None]))
+    probability = np.asarray(out["events"])[0, -1, :, 0]
+    np.testing.assert_allclose(probability, served["forecast"].numpy()[0, :, 1], atol=1e-5)
+
+
+def test_signatures_give_finite_forecasts_for_any_floats(loaded, meta):
+    """Arbitrary finite floats and NaN readings and times, batches of 0, 1 and many: no crash, and
+    finite forecasts of the right shape."""
+    import tensorflow as tf
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    n_features, horizon = len(meta["features"]), meta["horizon"]
+    value = st.one_of(st.floats(width=32, allow_nan=True, allow_infinity=False), st.just(float("nan")))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(batch=st.sampled_from([0, 1, 3]), steps=st.integers(1, 6), data=st.data())
+    def check(batch, steps, data):
+        readings = data.draw(hnp.arrays("float32", (batch, steps, n_features), elements=value))
+        seconds = data.draw(hnp.arrays("float64", (batch, steps), elements=st.one_of(
+            st.floats(-1e12, 1e12), st.just(float("nan")))))
+        out = loaded.signatures["forecast"](readings=tf.constant(readings), time=tf.constant(seconds))
+        assert out["forecast"].shape == (batch, horizon, 2) and np.isfinite(out["forecast"].numpy()).all()
+        state = loaded.signatures["initial_state"](batch_size=tf.constant(batch))
+        step = loaded.signatures["step"](reading=tf.constant(readings[:, 0]), time=tf.constant(seconds[:, 0]),
+                                         **state)
+        assert step["forecast"].shape == (batch, horizon, 2) and np.isfinite(step["forecast"].numpy()).all()
+        assert all(np.isfinite(step[k].numpy()).all() for k in state)
+
+    check()
+
+
+# ----------------------------------------------------------------------------------- the command line
+
+
+def test_forecast_input_prints_the_forecast_after_the_last_row(export_path, tmp_path, loaded):
+    rows = weather_rows("EWR")[6000:6048]
+    path = write_csv(tmp_path / "last_days.csv", rows)
+    result = invoke(["forecast", "--model", export_path, "--input", path])
+    assert result.exit_code == 0, result.output
+    header, line = result.output.strip().splitlines()
+    assert header.split(",") == ["time", *(f"temp+{h}" for h in range(1, 7)), *(f"precip>0+{h}" for h in range(1, 7))]
+    fields = line.split(",")
+    assert fields[0].startswith("2013-09-") and len(fields) == 13
+    temps = [float(v) for v in fields[1:7]]
+    assert all(-20 < v < 120 for v in temps)
+
+
+def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_path):
+    rows = weather_rows("EWR")[6000:6012]
+    text = (tmp_path / "feed.csv")
+    write_csv(text, rows)
+    lines = text.read_text().splitlines()
+    lines.insert(5, "this is, not a, reading")  # garbage
+    lines[8] = lines[8].replace(lines[8].split(",")[5], "hot", 1)  # temp not a number
+    feed = "\n".join(lines) + "\n"
+    proc = run_nlpapps(["forecast", "--model", str(export_path), "--stream"], input=feed.encode())
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode().splitlines()
+    assert out[0].startswith("time,temp+1")
+    assert len(out) == 1 + 13  # one line per row, the garbage line included
+    assert all(len(line.split(",")) == 13 for line in out[1:])
+    warnings = [w for w in proc.stderr.decode().splitlines() if w.startswith("nlpapps: warning:")]
+    assert any("line 6" in w and "fields" in w for w in warnings)
+    assert any("line 9" in w and "temp = 'hot'" in w for w in warnings)
+    assert "Traceback" not in proc.stderr.decode()
+    # the stream's last line is the --input forecast over the same rows
+    result = invoke(["forecast", "--model", export_path, "--input", write_csv(tmp_path / "same.csv", rows)])
+    whole = result.output.strip().splitlines()[-1].split(",")
+    np.testing.assert_allclose([float(v) for v in out[-1].split(",")[1:]], [float(v) for v in whole[1:]],
+                               atol=2e-3, rtol=1e-3)
+
+
+def test_list_shows_the_forecast_model(export_path):
+    result = invoke(["list", "--models", export_path.parent.parent])
+    assert result.exit_code == 0
+    assert "forecast" in result.output.splitlines()[0]
+    assert f"{export_path}  forecast" in result.output
+
+
+def test_a_daily_csv_with_other_column_names_trains_with_settings_alone(tmp_path):
+    """Daily means of another station under other names, a date column, two comment lines first."""
+    import pandas as pd
+    frame = pd.DataFrame(weather_rows("LGA")).replace("NA", np.nan)
+    frame["day"] = pd.to_datetime(frame["time_hour"]).dt.date
+    for c in ("temp", "precip", "wind_speed", "humid"):
+        frame[c] = frame[c].astype(float)
+    daily = frame.groupby("day").agg(tmean=("temp", "mean"), rain=("precip", "sum"),
+                                     wind=("wind_speed", "mean"), rh=("humid", "mean")).reset_index()
+    path = tmp_path / "daily.csv"
+    path.write_text("# daily means\n# LaGuardia 2013\n" + daily.rename(columns={"day": "date"}).to_csv(index=False))
+    root = tmp_path / "models"
+    result = invoke(["run", "forecast", "--data", path, "--set", "data.time_column=date", "--set", "data.skip_rows=2",
+                     "--set", 'data.features=["tmean","rain","wind","rh"]',
+                     "--set", 'data.targets=["tmean","rain > 0"]',
+                     "--set", "model.horizon=3", "--set", "train.window=60", "--set", "train.stride=10",
+                     "--epochs", "1", "--units", "8", "--output", root])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "every 1 day" in result.output and "one week earlier, 7 steps" in result.output
+    meta = json.loads((root / "forecast" / "1" / "metadata.json").read_text())
+    assert meta["interval"] == "1 day" and [t["name"] for t in meta["targets"]] == ["tmean", "rain>0"]
+    assert meta["state"] == ["last_reading", "h1"] and meta["station"] == "EWR" or meta["station"] == ""
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    rows = weather_rows("EWR")[:200]
+    no_time = write_csv(folder / "no_time.csv", rows, [c for c in rows[0] if c != "time_hour"])
+    text = [dict(r) for r in rows]
+    text[50]["pressure"] = "high"
+    duplicated = rows[:100] + rows[99:]
+    unsorted = rows[:100] + [rows[101], rows[100]] + rows[102:]
+    return {"no time column": (no_time, []),
+            "unknown target": (write_csv(folder / "ok.csv", rows), ["--set", 'data.targets=["temperature"]']),
+            "non-numeric value": (write_csv(folder / "text.csv", text), []),
+            "duplicated timestamps": (write_csv(folder / "dup.csv", duplicated), []),
+            "unsorted timestamps": (write_csv(folder / "unsorted.csv", unsorted), []),
+            "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
+            "bidirectional": (folder / "ok.csv", ["--bidirectional"])}
+
+
+EXPECTED = {"no time column": "no time column 'time_hour'", "unknown target": "no column 'temperature'",
+            "non-numeric value": "non-numeric value 'high' in row 51", "duplicated timestamps": "duplicated timestamp",
+            "unsorted timestamps": "not sorted", "too little data": "too short",
+            "bidirectional": "cannot read the future"}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_bad_input_is_one_line_exit_2(case, bad_files, tmp_path):
+    path, extra = bad_files[case]
+    args = ["run", "forecast", "--data", str(path), *extra, "--epochs", "1", "--output", str(tmp_path)]
+    if case == "bidirectional":  # refused by the recipe check, before TensorFlow loads: the real script
+        proc = run_nlpapps(args)
+        code, err = proc.returncode, proc.stderr.decode()
+    else:  # in-process: the same click group, without another TensorFlow start-up
+        result = invoke(args)
+        code, err = result.exit_code, result.stderr
+    assert code == 2, err[-2000:]
+    assert err.count("\n") == 1 and err.startswith("nlpapps: error: "), err
+    assert EXPECTED[case] in err
+    assert not (tmp_path / "forecast").exists() or not any((tmp_path / "forecast").glob("[0-9]*"))
+
+
+def test_forecast_input_errors_are_one_line(export_path, tmp_path):
+    rows = weather_rows("EWR")[:30]
+    for path, expected in ((write_csv(tmp_path / "x.csv", rows, ["origin", "temp"]), "no time column"),
+                           (tmp_path / "missing.csv", "not found")):
+        result = invoke(["forecast", "--model", export_path, "--input", path])
+        assert result.exit_code == 2 and expected in result.output, result.output
+    result = invoke(["forecast", "--model", export_path])
+    assert result.exit_code == 2 and "--input FILE or --stream" in result.output
+
+
+# --------------------------------------------------------------------------- series and baselines
+
+
+def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
+    import pandas as pd
+
+    from nlpapps.data import series
+    from nlpapps.errors import UserError
+    index = pd.date_range("2013-01-01", periods=6, freq="h", tz="UTC")
+    frame = pd.DataFrame({"temp": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "dir": [350.0, np.nan, 10.0, 10, 10, 10]}, index)
+    filled, observed = series.fill_gaps(frame, max_gap=1, angles=["dir"])
+    assert filled["temp"].iloc[1] == 2.0 and not observed["temp"].iloc[1]
+    assert min(filled["dir"].iloc[1], 360 - filled["dir"].iloc[1]) < 1e-6  # north, not 180°
+    frame.iloc[1:4, 0] = np.nan
+    with pytest.raises(UserError, match="'temp' is missing for 3 steps in a row"):
+        series.fill_gaps(frame, max_gap=2)
+    frame["temp"] = np.nan
+    with pytest.raises(UserError, match="'temp' has no values"):
+        series.fill_gaps(frame, max_gap=2)
+
+
+def test_baselines_persistence_seasonal_naive_and_event_persistence():
+    from nlpapps import evaluation
+    values = np.arange(10.0)
+    assert evaluation.persistence(values, 2)[3].tolist() == [3.0, 3.0]
+    seasonal = evaluation.seasonal_naive(values, season=4, horizon=5)
+    assert seasonal[5].tolist() == [2.0, 3.0, 4.0, 5.0, 2.0]  # t+h one season back; beyond it two seasons
+    assert np.isnan(seasonal[0, 0])
+    now = np.array([1, 1, 0, 0, 0, 0], bool)
+    future = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [0.0]])
+    assert evaluation.event_persistence(now, future, np.array([True, False])).tolist() == [[0.5], [0.25]]
+    assert evaluation.brier_skill([1, 0], [1, 0], [0.5, 0.5]) == 1.0
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.bidirectional=true", "model.bidirectional = True: a streaming forecast cannot read the future"),
+    ('data.time_features=["week"]', 'may hold only "day" and "year"'),
+    ("model.horizon=0", "model.horizon = 0: must be at least 1"),
+])
+def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):
+    from nlpapps import recipes
+    from nlpapps.errors import UserError
+    with pytest.raises(UserError, match=words.replace("(", r"\(")):
+        recipes.load("forecast", [override])
+    recipes.load("sentiment", ["model.bidirectional=true"])  # the same key stays allowed elsewhere
