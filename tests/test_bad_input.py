@@ -107,7 +107,7 @@ def test_predict_without_a_model_and_with_a_folder_that_is_not_an_export(tmp_pat
     line = one_line_error(run_nlpapps(["predict", "spam", "hello"], cwd=tmp_path))
     assert "no trained spam model" in line
     line = one_line_error(run_nlpapps(["predict", "sentiment", "--model", str(tmp_path), "hi"], cwd=tmp_path))
-    assert "not an nlpapps export" in line
+    assert "not a SavedModel export" in line
 
 
 def test_recipe_errors(tmp_path):

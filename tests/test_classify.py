@@ -75,7 +75,7 @@ def trec(tmp_path_factory):
 def test_trec_run_prints_tables_and_where_the_model_went(trec):
     path, output, _, _ = trec
     assert "6 classes, softmax" in output
-    assert output.rstrip().endswith(f"exported classify model 'classify' to {path}")
+    assert output.rstrip().endswith(f"exported classify model to {path}")
     tables = output[output.index("test split"):]
     for word in ("accuracy", "macro_f1", "majority class", "precision", "recall", "f1", "support", *TREC_CLASSES):
         assert word in tables

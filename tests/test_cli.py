@@ -112,7 +112,7 @@ def test_predict_uses_the_newest_version_by_default(label_only_run, models_root)
 def test_predict_with_a_folder_that_is_not_an_export(tmp_path):
     result = invoke(["predict", "sentiment", "--model", tmp_path, "hello"])
     assert result.exit_code == 2
-    expected = f"nlpapps: error: {tmp_path}: not an nlpapps export (no saved_model.pb and metadata.json)"
+    expected = f"nlpapps: error: {tmp_path}: not a SavedModel export"
     assert result.stderr.strip() == expected
 
 

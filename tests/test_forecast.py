@@ -73,7 +73,7 @@ def loaded(export_path):
 
 def test_run_prints_both_tables_against_the_baselines(forecast_run):
     path, output = forecast_run
-    assert output.rstrip().endswith(f"exported forecast model 'forecast' to {path}")
+    assert output.rstrip().endswith(f"exported forecast model to {path}")
     assert "station EWR" in output and "every 1 hour" in output
     quantities = output[output.index("quantities, in the data's units"):output.index("events (skill")]
     assert "seasonal: one day earlier, 24 steps" in quantities

@@ -86,7 +86,7 @@ def test_training_curves_is_a_png(sentiment_export):
 
 def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
     path, output = sentiment_run
-    assert output.rstrip().endswith(f"exported sentiment model 'sentiment' to {path}")
+    assert output.rstrip().endswith(f"exported sentiment model to {path}")
     table = output[output.index("test split"):]
     for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
         assert word in table
