@@ -2,7 +2,7 @@
 tasks also rows(outputs, top_k) for `nlpapps predict`."""
 import importlib
 
-TASKS = ("sentiment", "classify")
+TASKS = ("sentiment", "classify", "translate")
 TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
 
 
