@@ -95,8 +95,6 @@ class Translator:
         self.attention = (Attention(m["attention"], m["attention_units"], name="attention")
                           if m["attention"] != "none" else None)
         self.concat = keras.layers.Concatenate(name="attention_concat")
-        self.combine = (keras.layers.Dense(m["decoder_units"], activation="tanh", name="combine")
-                        if self.attention else None)
         self.dropout = keras.layers.Dropout(m["dropout"], name="output_dropout")
         self.logits = keras.layers.Dense(classes, name="logits")
 
@@ -126,8 +124,10 @@ class Translator:
             return self.logits(self.dropout(outputs)), None
         mask = None if values_mask is None else [None, values_mask]
         context, weights = self.attention([outputs, values], mask=mask, keys=keys)
-        mixed = self.combine(self.concat([outputs, context]))
-        return self.logits(self.dropout(mixed)), weights
+        # The output layer reads the decoder state and the context side by side (as Bahdanau et al.
+        # do). A tanh layer mixing the two first (Luong's attentional vector) kept training at the
+        # unigram loss here for epochs.
+        return self.logits(self.dropout(self.concat([outputs, context]))), weights
 
     def compile(self, learning_rate):
         # Keras masks the loss and the accuracy with the padding mask the logits carry.
