@@ -148,7 +148,7 @@ def predict(name, texts, model_path, models, top_k, as_json):
                    "uses the model's own beam width.")
 def translate(texts, beam, name, model_path, models, as_json, attention_png):
     """Translate TEXTS (or '-' to read one text per line from stdin, one line out for each)."""
-    path, meta = resolve_model(name, model_path, models, ("translate",))
+    path, _ = resolve_model(name, model_path, models, ("translate",))
     raw = _read_texts(texts)
     import_tensorflow()
     import tensorflow as tf

@@ -5,9 +5,9 @@ from nlpapps.blocks.cells import GRUCell, LSTMCell, PeepholeLSTMCell
 from nlpapps.blocks.stack import CELLS, POOLINGS, RecurrentStack, recurrent_stack
 
 __all__ = [
-    "Attention",
     "CELLS",
     "POOLINGS",
+    "Attention",
     "GRUCell",
     "LSTMCell",
     "PeepholeLSTMCell",

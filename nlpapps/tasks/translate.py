@@ -161,8 +161,8 @@ def signatures(translator, vectorizers, recipe):
     words = tf.constant(target_words + ["", ""])  # start and end are written as nothing
     shown = tf.constant(target_words + ["<s>", "</s>"])
     serving_ids = text.ServingIds(max_tokens, name="serving_ids")
-    search = dict(start_id=translator.start_id, end_id=translator.end_id, length_penalty=dd["length_penalty"],
-                  banned=(0, 1, translator.start_id))  # never padding, unknown or start
+    search = {"start_id": translator.start_id, "end_id": translator.end_id, "length_penalty": dd["length_penalty"],
+              "banned": (0, 1, translator.start_id)}  # never padding, unknown or start
 
     def decode(texts, width):
         ids = tf.cast(serving_ids(vectorizers["source"](texts)), tf.int32)
