@@ -140,7 +140,8 @@ def predict(name, texts, model_path, models, top_k, as_json):
 @click.option("--beam", type=click.IntRange(min=1), help="Beam width; 1 is greedy. Default: the width the model "
               "was exported with (decode.beam_width).")
 @click.option("--name", default="translate", show_default=True, help="The model: a translate recipe's name.")
-@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of --name.")
+@click.option("--model", "model_path", type=click.Path(),
+              help="An export folder; default: the newest version of --name.")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, translation, score.")
 @click.option("--show-attention", "attention_png", type=click.Path(dir_okay=False),

@@ -25,7 +25,8 @@ TINY = ["--epochs", "2", "--units", "16", "--set", "model.decoder_units=32", "--
         "--set", "model.attention_units=16", "--set", "data.max_source_words=6", "--set", "text.source_vocab=400",
         "--set", "text.target_vocab=400", "--set", "decode.beam_width=3"]
 HOSTILE = ["In the beginning God created the heavens and the earth.", "",
-           " ".join(["light"] * 500), "Xqzzv blorptangle wibbleforth", "?!... ,;: ( )", "神说：要有光。 Свет!",
+           " ".join(["light"] * 500), "Xqzzv blorptangle wibbleforth", "?!... ,;: ( )",
+           "神说：要有光。 Свет!",
            "   ", "Love your neighbour as yourself."]
 INVALID_UTF8 = b"The light \xff\xfe shines \xc3"
 

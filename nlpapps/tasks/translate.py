@@ -40,7 +40,8 @@ def prepare(recipe, log):
     for name, pairs in splits.items():
         words = {k: np.array([len(str(s).split()) for s in pairs[k]]) for k in ("source", "target")}
         blank = (words["source"] == 0) | (words["target"] == 0)
-        too_long = ~blank & (_over(words["source"], d["max_source_words"]) | _over(words["target"], d["max_target_words"]))
+        too_long = ~blank & (_over(words["source"], d["max_source_words"])
+                             | _over(words["target"], d["max_target_words"]))
         skipped["blank"] += int(blank.sum())
         skipped["too_long"] += int(too_long.sum())
         splits[name] = {k: v[~blank & ~too_long].astype(str) for k, v in pairs.items()}
@@ -244,7 +245,8 @@ def run(recipe, output_root, log=print):
     test = splits["test"]
     with warnings.catch_warnings():  # a bucketed dataset has no known size: Keras finds its end by running out
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        token_accuracy = float(translator.model.evaluate(batches["test"], verbose=0, return_dict=True)["token_accuracy"])
+        scores = translator.model.evaluate(batches["test"], verbose=0, return_dict=True)
+    token_accuracy = float(scores["token_accuracy"])
     start = time.perf_counter()
     systems = {"greedy": translate_all(functions["translate_greedy"][0], list(test["source"])),
                f"beam {dd['beam_width']}": translate_all(functions["serving_default"][0], list(test["source"])),
