@@ -179,6 +179,54 @@ def forecast_(name, input_path, stream, model_path, models):
     forecast.stream(lines, loaded.signatures, meta, emit=lambda text: print(text, flush=True),
                     warn=lambda text: print(f"nlpapps: warning: {text}", file=sys.stderr, flush=True))
 
+@cli.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--beam", type=click.IntRange(min=1), help="Beam width; 1 is greedy. Default: the width the model "
+              "was exported with (decode.beam_width).")
+@click.option("--name", default="translate", show_default=True, help="The model: a translate recipe's name.")
+@click.option("--model", "model_path", type=click.Path(),
+              help="An export folder; default: the newest version of --name.")
+@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, translation, score.")
+@click.option("--show-attention", "attention_png", type=click.Path(dir_okay=False),
+              help="Also draw each translation's attention weights to this PNG (PNG-2.png, ... for more texts); "
+                   "uses the model's own beam width.")
+def translate(texts, beam, name, model_path, models, as_json, attention_png):
+    """Translate TEXTS (or '-' to read one text per line from stdin, one line out for each)."""
+    path, _ = resolve_model(name, model_path, models, ("translate",))
+    raw = _read_texts(texts)
+    import_tensorflow()
+    import tensorflow as tf
+
+    from nlpapps.tasks import translate as task
+    loaded = tf.saved_model.load(str(path))
+    if attention_png and "attention" not in loaded.signatures:
+        raise UserError(f"{path} has no attention to show (it was trained with model.attention = none)")
+    for start in range(0, len(raw), 64):
+        batch = tf.constant(raw[start:start + 64], dtype=tf.string)
+        if attention_png:
+            outputs = loaded.signatures["attention"](text=batch)
+        elif beam is None:
+            outputs = loaded.signatures["serving_default"](text=batch)
+        elif beam == 1:
+            outputs = loaded.signatures["translate_greedy"](text=batch)
+        else:
+            outputs = loaded.signatures["translate_beam"](text=batch, beam_width=tf.constant(beam))
+        outputs = {k: v.numpy() for k, v in outputs.items()}
+        for i, (text, translation, score) in enumerate(zip(raw[start:start + 64], outputs["translation"],
+                                                            outputs["score"])):
+            translation = translation.decode("utf-8", "replace")
+            if as_json:
+                click.echo(json.dumps({"text": text.decode("utf-8", "replace"), "translation": translation,
+                                       "score": round(float(score), 4)}, ensure_ascii=False))
+            else:
+                click.echo(translation.translate(TSV_ESCAPES))
+            if attention_png:
+                png = Path(attention_png)
+                n = start + i + 1
+                target = png if n == 1 else png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}")
+                task.show_attention(outputs, i, target)
+
 
 @cli.command("list")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")

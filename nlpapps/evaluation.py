@@ -27,6 +27,16 @@ def majority(train_labels, size):
     return np.full(size, values[np.argmax(counts)], dtype=object)
 
 
+def translation_scores(hypotheses, references, lowercase=True):
+    """Corpus BLEU and chrF (sacrebleu, its default 13a tokenization) of detokenized strings;
+    case-insensitive by default."""
+    import sacrebleu
+
+    hypotheses, references = [str(h) for h in hypotheses], [[str(r) for r in references]]
+    return {"bleu": float(sacrebleu.corpus_bleu(hypotheses, references, lowercase=lowercase).score),
+            "chrf": float(sacrebleu.CHRF(lowercase=lowercase).corpus_score(hypotheses, references).score)}
+
+
 def table(rows, columns):
     """A plain-text table; rows are dicts, numbers shown with 3 decimals, missing as '-'."""
     def cell(v):
@@ -172,6 +182,16 @@ def plot_forecast(times, panels, path, title=""):
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_title(title)
     fig.autofmt_xdate()
+
+def plot_attention(weights, source_tokens, output_tokens, path):
+    """A heatmap of attention weights[output, source]: which source words each output word read."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(source_tokens) + 2), max(3, 0.4 * len(output_tokens) + 1.5)))
+    ax.imshow(np.asarray(weights), cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(output_tokens)), output_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

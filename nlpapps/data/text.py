@@ -43,7 +43,29 @@ def standardize(text):
     return tf.strings.regex_replace(lowered, r"([^\pL\pN\s'])", r" \1 ")
 
 
-def fit_vectorizer(texts, vocab_size, ngrams=1):
+@keras.saving.register_keras_serializable(package="nlpapps")
+def standardize_words(text):
+    """`standardize`, and apostrophes their own token too: French elisions (l'eau, qu'il) and
+    English clitics (god's, don't) then share the word's token instead of multiplying the
+    vocabulary. `detokenize` puts them back together."""
+    text = tf.strings.regex_replace(standardize(text), "\u2019", "'")
+    return tf.strings.regex_replace(text, "'", " ' ")
+
+
+# Spaces that tokenization added and written text does not have: none before closing punctuation,
+# none after opening brackets, none around apostrophes and hyphens.
+_DETOKENIZE = ((r"\s+", " "), (r" ([.,;:!?)\]}»%])", r"\1"), (r"([(\[{«¿¡]) ", r"\1"), (r" ?' ?", "'"),
+               (r" ?- ?", "-"), (r'" ([^"]*?) "', r'"\1"'), (r"^ | $", ""))
+
+
+def detokenize(joined):
+    """Tokens joined by spaces → readable text, with TensorFlow string ops only."""
+    for pattern, rewrite in _DETOKENIZE:
+        joined = tf.strings.regex_replace(joined, pattern, rewrite)
+    return joined
+
+
+def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize):
     """A TextVectorization layer whose vocabulary comes from the training texts. With ngrams > 1
     a text's words are followed by its word bigrams (… up to n-grams), each one token."""
     vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int",
@@ -69,19 +91,24 @@ def bucket_boundaries(max_tokens):
 
 def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None, epoch=None):
     """(token ids, targets) batches: bucketed by length, or all padded to `pad_to` tokens.
-    With `epoch`, the shuffled order is that epoch's own, fixed by (seed, epoch) alone, so a resumed
-    run sees the same order as an unbroken one; without, the order changes at each iteration."""
+    `ids` may be a tuple of ragged id tensors (a source and a shifted target, say): batches are
+    then bucketed by the first one's length and each is padded to its own longest row; ragged
+    targets are padded the same way. With `epoch`, the shuffled order is that epoch's own, fixed by
+    (seed, epoch) alone, so a resumed run sees the same order as an unbroken one; without, the order
+    changes at each iteration."""
+    first = tf.nest.flatten(ids)[0]
     # Slices of a ragged tensor come out ragged-typed; the map makes them plain 1-D tensors.
     ds = tf.data.Dataset.from_tensor_slices((ids, targets))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.int32), y), num_parallel_calls=AUTOTUNE).cache()
+    ds = ds.map(lambda x, y: (tf.nest.map_structure(lambda t: tf.cast(t, tf.int32), x),
+                              tf.nest.map_structure(_plain, y)), num_parallel_calls=AUTOTUNE).cache()
     if shuffle and epoch is not None:
-        ds = ds.shuffle(int(ids.nrows()), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+        ds = ds.shuffle(int(first.nrows()), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     elif shuffle:
-        ds = ds.shuffle(int(ids.nrows()), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(int(first.nrows()), seed=seed, reshuffle_each_iteration=True)
     if bucketed:
-        edges = bucket_boundaries(int(ids.row_lengths().numpy().max()))
+        edges = bucket_boundaries(int(first.row_lengths().numpy().max()))
         ds = ds.bucket_by_sequence_length(
-            lambda x, _: tf.shape(x)[0], edges, [batch_size] * (len(edges) + 1),
+            lambda x, _: tf.shape(tf.nest.flatten(x)[0])[0], edges, [batch_size] * (len(edges) + 1),
             pad_to_bucket_boundary=False)
     else:
         ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], _shapes(targets)))
@@ -91,6 +118,11 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
 def epoch_seed(seed, epoch):
     """A shuffle seed for one epoch, from the recipe's seed and the epoch number alone."""
     return (int(seed) * 1_000_003 + int(epoch)) % 2**31
+
+
+def _plain(t):
+    """A ragged slice (ragged_rank 0) as a plain tensor; other targets as they are."""
+    return tf.identity(t) if isinstance(t, tf.RaggedTensor) else t
 
 
 def _shapes(targets):

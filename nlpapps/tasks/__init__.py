@@ -2,7 +2,7 @@
 tasks also rows(outputs, top_k) for `nlpapps predict`; forecast is served by `nlpapps forecast`."""
 import importlib
 
-TASKS = ("sentiment", "classify", "forecast")
+TASKS = ("sentiment", "classify", "translate", "forecast")
 TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
 TOP_K = ("classify",)  # the tasks whose predictions rank several labels (`predict --top-k`)
 

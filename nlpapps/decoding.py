@@ -1,0 +1,97 @@
+"""Greedy and beam-search decoding written with TensorFlow ops, so that an exported signature
+decodes without Python: evaluation, the command line and the SavedModel run this same graph.
+
+Both take a `step(tokens[n], states, context) -> (logits[n, vocab], states)` function, where
+`states` (a decoder's recurrent states) and `context` (e.g. encoder outputs) are nests of tensors
+whose first axis is the row; beam search tiles both to batch × width rows. A row decodes until it
+emits `end_id` or reaches its `max_lengths` entry (where the end is forced); decoding stops when
+every row has ended. A row with max_length 0 (an empty input) gives no token.
+
+Scores are log-probabilities summed over the emitted tokens (the end included) and divided by
+length ** length_penalty, the same for both, so a width-1 beam gives greedy's tokens and score.
+"""
+import tensorflow as tf
+
+NEG = -1e9  # a finite "impossible": sums of it stay finite, so no NaN reaches a score
+
+
+def _log_probs(logits, banned, end_id, at_cap):
+    """Log-probabilities with banned tokens impossible and, where a row is at its length cap,
+    every token but the end impossible."""
+    vocab = tf.range(tf.shape(logits)[-1])
+    logits = tf.where(tf.reduce_any(vocab[:, None] == tf.constant(banned, tf.int32)[None], axis=1), NEG, logits)
+    logp = tf.nn.log_softmax(logits)
+    return tf.where(at_cap[:, None] & (vocab != end_id)[None], NEG, logp)
+
+
+def _normalised(total, lengths, length_penalty):
+    return total / tf.pow(tf.maximum(tf.cast(lengths, tf.float32), 1.0), length_penalty)
+
+
+def greedy(step, states, context, *, start_id, end_id, max_lengths, length_penalty=1.0, banned=()):
+    """The most likely token at every step. Returns (tokens[batch, time] with 0 after the end,
+    scores[batch])."""
+    batch = tf.shape(max_lengths)[0]
+
+    def body(t, last, states, finished, tokens, total, lengths):
+        logits, states = step(last, states, context)
+        logp = _log_probs(logits, banned, end_id, t + 1 >= max_lengths)
+        chosen = tf.argmax(logp, axis=-1, output_type=tf.int32)
+        gained = tf.gather(logp, chosen, batch_dims=1)
+        total += tf.where(finished, 0.0, gained)
+        lengths += tf.cast(~finished, tf.int32)
+        chosen = tf.where(finished, 0, chosen)
+        tokens = tf.concat([tokens, chosen[:, None]], axis=1)
+        return t + 1, chosen, states, finished | (chosen == end_id), tokens, total, lengths
+
+    def cond(t, last, states, finished, *_):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    loop = (tf.constant(0), tf.fill([batch], start_id), states, max_lengths <= 0,
+            tf.zeros([batch, 0], tf.int32), tf.zeros([batch]), tf.zeros([batch], tf.int32))
+    invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
+    _, _, _, _, tokens, total, lengths = tf.while_loop(cond, body, loop, shape_invariants=invariants)
+    return tokens, _normalised(total, lengths, length_penalty)
+
+
+def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, length_penalty=1.0, banned=()):
+    """The `width` best partial translations kept at every step (batch × width rows decode at once);
+    the best finished one by length-normalised score wins. `width` may be a tensor.
+    Returns (tokens[batch, time] with 0 after the end, scores[batch])."""
+    batch, width = tf.shape(max_lengths)[0], tf.convert_to_tensor(width, tf.int32)
+    rows = batch * width
+
+    def tile(x):
+        return tf.repeat(x, width, axis=0)
+
+    states, context, caps = tf.nest.map_structure(tile, (states, context, max_lengths))
+    # Only the first beam is alive at the start: otherwise all would pick the same first token.
+    first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, width - 1], NEG)], axis=1)
+
+    def body(t, last, states, finished, tokens, total, lengths):
+        logits, states = step(last, states, context)
+        vocab = tf.shape(logits)[-1]
+        logp = _log_probs(logits, banned, end_id, t + 1 >= caps)
+        # An ended beam goes on with padding at no cost, so it keeps its place among the best.
+        ended = tf.reshape(finished, [rows])
+        logp = tf.where(ended[:, None], tf.where(tf.range(vocab) == 0, 0.0, NEG)[None], logp)
+        candidates = tf.reshape(total, [rows, 1]) + logp
+        total, best = tf.math.top_k(tf.reshape(candidates, [batch, width * vocab]), k=width)
+        parent, chosen = best // vocab, best % vocab
+        finished, tokens, lengths = (tf.gather(x, parent, batch_dims=1) for x in (finished, tokens, lengths))
+        rows_parent = tf.reshape(parent + tf.range(batch)[:, None] * width, [rows])
+        states = tf.nest.map_structure(lambda s: tf.gather(s, rows_parent), states)
+        lengths += tf.cast(~finished, tf.int32)
+        tokens = tf.concat([tokens, chosen[:, :, None]], axis=2)
+        return (t + 1, tf.reshape(chosen, [rows]), states, finished | (chosen == end_id), tokens, total, lengths)
+
+    def cond(t, last, states, finished, *_):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    loop = (tf.constant(0), tf.fill([rows], start_id), states, tf.reshape(caps <= 0, [batch, width]),
+            tf.zeros([batch, width, 0], tf.int32), first, tf.zeros([batch, width], tf.int32))
+    invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
+    _, _, _, _, tokens, total, lengths = tf.while_loop(cond, body, loop, shape_invariants=invariants)
+    scores = _normalised(total, lengths, length_penalty)
+    winner = tf.argmax(scores, axis=1, output_type=tf.int32)
+    return tf.gather(tokens, winner, batch_dims=1), tf.gather(scores, winner, batch_dims=1)
