@@ -84,7 +84,7 @@ def loaded(tiny):
 
 def shipped_pairs():
     with gzip.open(SHIPPED_PAIRS, "rt", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))  # TSV has no quoting
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -102,7 +102,7 @@ def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
     table = output[output.index("test split"):]
     for word in ("bleu", "chrf", "greedy", "beam 3", "copy the source", "case-insensitive", "sample translations"):
         assert word in table
-    assert output.rstrip().endswith(f"exported translate model 'translate' to {path}")
+    assert output.rstrip().endswith(f"exported translate model to {path}")
     assert [r["system"] for r in meta["metrics"]["test"]] == ["greedy", "beam 3", "copy the source"]
     assert meta["metrics"]["headline"]["bleu"] == meta["metrics"]["test"][1]["bleu"]
     assert meta["metrics"]["case_sensitive"] is False

@@ -26,8 +26,9 @@ csv.field_size_limit(2**31 - 1)  # a text may be longer than the csv module's de
 
 
 def load(spec, columns, *, optional=(), fractions=(0.8, 0.1, 0.1), seed=0, max_bad_rows=0.01, log=None,
-         notes=None):
-    """Splits of `spec` with `columns` = {canonical name: source column}.
+         notes=None, texts=("text",)):
+    """Splits of `spec` with `columns` = {canonical name: source column}; `texts` names the free-text
+    columns (empty ones are the caller's to skip and count).
 
     A column set to '' is not read; a canonical name in `optional` is left out when its column is absent.
     Rows of a file that do not fit (see `check_rows`) are skipped and reported through `log` when
@@ -48,7 +49,7 @@ def load(spec, columns, *, optional=(), fractions=(0.8, 0.1, 0.1), seed=0, max_b
             table, lines, misfits = _file(path)
         chosen = _select(table, columns, optional, spec)
         if lines is not None:
-            chosen = check_rows(chosen, columns, lines, misfits, spec, max_bad_rows, log, notes)
+            chosen = check_rows(chosen, columns, lines, misfits, spec, max_bad_rows, log, notes, texts)
         splits = split(chosen, fractions, seed)
     return splits
 
@@ -65,11 +66,11 @@ def _is_number(value):
         return False
 
 
-def check_rows(table, columns, lines, misfits, origin, max_bad_rows, log, notes):
+def check_rows(table, columns, lines, misfits, origin, max_bad_rows, log, notes, texts=("text",)):
     """Drop the rows that do not fit their columns, or refuse when there are too many of them.
 
     A row does not fit when it has another number of fields than the header (`misfits`: (first
-    line, lines spanned, why) of each), or when one of its values, other than the text, is empty, or
+    line, lines spanned, why) of each), or when one of its values, other than the `texts`, is empty, or
     is not a number in a column that is numeric. A column is numeric when at least 90 % of its
     values are numbers: its kind is decided from all of it, not from its first rows.
     """
@@ -77,7 +78,7 @@ def check_rows(table, columns, lines, misfits, origin, max_bad_rows, log, notes)
     bad = np.zeros(n, dtype=bool)
     why = [""] * n
     for name, values in table.items():
-        if name == "text":
+        if name in texts:
             continue  # empty texts are skipped and counted where texts are read
         numeric = np.array([_is_number(v) for v in values], dtype=bool)
         misfit = ~numeric if numeric.mean() >= 0.9 else np.array([not str(v).strip() for v in values], dtype=bool)

@@ -35,7 +35,7 @@ def prepare(recipe, log):
     vectorizers. Pairs with a blank side are skipped and counted."""
     d, t = recipe["data"], recipe["text"]
     splits = sources.load(d["source"], {"source": d["source_column"], "target": d["target_column"]},
-                          fractions=tuple(d["split"]), seed=d["seed"])
+                          fractions=tuple(d["split"]), seed=d["seed"], log=log, texts=("source", "target"))
     skipped = {"blank": 0, "too_long": 0}
     for name, pairs in splits.items():
         words = {k: np.array([len(str(s).split()) for s in pairs[k]]) for k in ("source", "target")}
