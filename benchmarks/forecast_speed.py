@@ -6,6 +6,7 @@ fed back), against the naive way of recomputing `forecast` over the last 168 rea
 Prints p50 / p99 / mean milliseconds per new reading for each way and the ratio of their medians.
 Loads the export with TensorFlow alone, as a server would.
 """
+
 import argparse
 import time
 from pathlib import Path
@@ -55,26 +56,39 @@ def main():
     def stepper(i):
         def call():
             nonlocal state
-            out = step(reading=tf.constant(x[i:i + 1]), time=tf.constant(t[i:i + 1]), **state)
+            out = step(reading=tf.constant(x[i : i + 1]), time=tf.constant(t[i : i + 1]), **state)
             state = {k: out[k] for k in state}
             return out["forecast"]
+
         return call
 
     def recompute(i):
         def call():  # the last `window` readings up to i, the whole sequence again
-            return forecast(readings=tf.constant(x[None, i - args.window + 1:i + 1]),
-                            time=tf.constant(t[None, i - args.window + 1:i + 1]))["forecast"]
+            return forecast(
+                readings=tf.constant(x[None, i - args.window + 1 : i + 1]),
+                time=tf.constant(t[None, i - args.window + 1 : i + 1]),
+            )["forecast"]
+
         return call
 
     n = args.readings + 2
     rows = []
     for name, make in (("step (state fed back)", stepper), (f"forecast over {args.window} readings", recompute)):
         ms = timed([make(i) for i in range(args.window, args.window + n)])
-        rows.append({"way": name, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                     "mean_ms": float(ms.mean()), "calls": len(ms)})
-    print(f"{path}: {meta['recipe']['model.cell']} {meta['recipe']['model.units']} units x "
-          f"{meta['recipe']['model.depth']}, batch 1, {tf.config.threading.get_inter_op_parallelism_threads() or 'all'}"
-          " inter-op threads")
+        rows.append(
+            {
+                "way": name,
+                "p50_ms": float(np.percentile(ms, 50)),
+                "p99_ms": float(np.percentile(ms, 99)),
+                "mean_ms": float(ms.mean()),
+                "calls": len(ms),
+            }
+        )
+    print(
+        f"{path}: {meta['recipe']['model.cell']} {meta['recipe']['model.units']} units x "
+        f"{meta['recipe']['model.depth']}, batch 1, {tf.config.threading.get_inter_op_parallelism_threads() or 'all'}"
+        " inter-op threads"
+    )
     print(evaluation.table(rows, list(rows[0])))
     print(f"step is {rows[1]['p50_ms'] / rows[0]['p50_ms']:.1f}x faster per reading (p50)")
 

@@ -6,6 +6,7 @@ tokens (as in the Keras IMDB example), same model and data; then SavedModel infe
 Prints real (non-padding) tokens per second of training, seconds per epoch and test accuracy for
 each pipeline, and texts per second of the exported model at batch 1 and batch 256.
 """
+
 import argparse
 import time
 
@@ -33,8 +34,9 @@ def train(recipe, splits, ids, vocab_size, bucketed, epochs):
     t = recipe["train"]
     training.seed_everything(t["seed"])
     targets = {"polarity": splits["train"]["y"], "score": splits["train"]["score"][:, None].astype("float32") / 4}
-    batches = text.pipeline(ids["train"], targets, batch_size=t["batch_size"], shuffle=True, seed=t["seed"],
-                            bucketed=bucketed, pad_to=200)
+    batches = text.pipeline(
+        ids["train"], targets, batch_size=t["batch_size"], shuffle=True, seed=t["seed"], bucketed=bucketed, pad_to=200
+    )
     model = sentiment.build(vocab_size, ["negative", "positive"], True, recipe["model"], t)
     timer = EpochTimer()
     model.fit(batches, epochs=epochs, callbacks=[timer], verbose=0, shuffle=False)
@@ -46,7 +48,7 @@ def serving_throughput(path, texts):
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     rows = []
     for batch, calls in ((1, 300), (256, 20)):
-        chunks = [tf.constant(texts[i * batch % len(texts):][:batch]) for i in range(calls)]
+        chunks = [tf.constant(texts[i * batch % len(texts) :][:batch]) for i in range(calls)]
         serve(text=chunks[0])  # warm-up: tracing and first-call allocation
         start = time.perf_counter()
         for chunk in chunks:
@@ -72,8 +74,15 @@ def main():
     for name, bucketed in (("bucketed", True), ("fixed 200", False)):
         seconds, accuracy = train(recipe, splits, ids, vectorizer.vocabulary_size(), bucketed, args.epochs)
         steady = float(np.mean(seconds[1:] or seconds))  # the first epoch also traces the graph
-        rows.append({"pipeline": name, "first_epoch_s": seconds[0], "epoch_s": steady,
-                     "real_tokens_per_s": real_tokens / steady, "test_accuracy": accuracy})
+        rows.append(
+            {
+                "pipeline": name,
+                "first_epoch_s": seconds[0],
+                "epoch_s": steady,
+                "real_tokens_per_s": real_tokens / steady,
+                "test_accuracy": accuracy,
+            }
+        )
     rows.append({"pipeline": "speed-up", "epoch_s": rows[1]["epoch_s"] / rows[0]["epoch_s"]})
     print(f"\ntraining, default sentiment model, {args.epochs} epochs, {real_tokens} real tokens per epoch")
     print(evaluation.table(rows, ["pipeline", "first_epoch_s", "epoch_s", "real_tokens_per_s", "test_accuracy"]))

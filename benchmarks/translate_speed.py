@@ -7,6 +7,7 @@ SavedModel, as a server would.
 
 Run it on an otherwise idle machine: the figures are wall-clock.
 """
+
 import argparse
 import json
 import time
@@ -20,16 +21,19 @@ from nlpapps.data import sources
 
 def test_sources(meta, limit):
     d = {k.split(".", 1)[1]: v for k, v in meta["recipe"].items() if k.startswith("data.")}
-    splits = sources.load(d["source"], {"source": d["source_column"], "target": d["target_column"]},
-                          fractions=tuple(d["split"]), seed=d["seed"])
-    texts = [str(s) for s in splits["test"]["source"]
-             if 0 < len(str(s).split()) <= (d["max_source_words"] or 10 ** 9)]
+    splits = sources.load(
+        d["source"],
+        {"source": d["source_column"], "target": d["target_column"]},
+        fractions=tuple(d["split"]),
+        seed=d["seed"],
+    )
+    texts = [str(s) for s in splits["test"]["source"] if 0 < len(str(s).split()) <= (d["max_source_words"] or 10**9)]
     return (texts * (limit // max(len(texts), 1) + 1))[:limit]  # a small test split is repeated
 
 
 def rate(call, texts, batch, seconds):
     """Sentences per second over at least `seconds` (and at least one pass), after a warm-up call."""
-    batches = [tf.constant(texts[i:i + batch]) for i in range(0, len(texts) - batch + 1, batch)]
+    batches = [tf.constant(texts[i : i + batch]) for i in range(0, len(texts) - batch + 1, batch)]
     call(batches[0])
     done, start = 0, time.perf_counter()
     while True:
@@ -52,16 +56,16 @@ def main():
     model = tf.saved_model.load(str(path))
     greedy = model.signatures["translate_greedy"]
     beam = model.signatures["translate_beam"]
-    calls = {"greedy": lambda b: greedy(text=b),
-             "beam 4": lambda b: beam(text=b, beam_width=tf.constant(4))}
+    calls = {"greedy": lambda b: greedy(text=b), "beam 4": lambda b: beam(text=b, beam_width=tf.constant(4))}
     rows = []
     for name, call in calls.items():
         for batch in (1, 64):
-            rows.append({"decoding": name, "batch": batch,
-                         "sentences_per_s": rate(call, texts, batch, args.seconds)})
+            rows.append({"decoding": name, "batch": batch, "sentences_per_s": rate(call, texts, batch, args.seconds)})
     words = sum(len(t.split()) for t in texts) / len(texts)
-    print(f"{path}: {len(texts)} test sentences of {words:.1f} words on average; "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads")
+    print(
+        f"{path}: {len(texts)} test sentences of {words:.1f} words on average; "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads"
+    )
     print(evaluation.table(rows, ["decoding", "batch", "sentences_per_s"]))
     print(json.dumps({f"{r['decoding']} @ {r['batch']}": round(r["sentences_per_s"], 1) for r in rows}))
 

@@ -1,4 +1,5 @@
 """nlpapps: recurrent-network applications for language and sequence tasks."""
+
 import os
 
 # TensorFlow's C++ start-up chatter would drown the CLI's one-line errors.

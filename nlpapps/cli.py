@@ -1,5 +1,6 @@
 """The `nlpapps` command line: parses, calls a task, prints. Heavy imports wait until needed so
 that mistakes are reported at once."""
+
 import json
 import os
 import sys
@@ -12,9 +13,17 @@ from nlpapps import __version__, recipes
 from nlpapps.errors import UserError
 
 # Shorthand flags of `run`: each sets one recipe key.
-SHORTHANDS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "cell": "model.cell",
-              "units": "model.units", "layers": "model.depth", "bidirectional": "model.bidirectional",
-              "data": "data.source", "text_column": "data.text", "label_column": "data.label"}
+SHORTHANDS = {
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "cell": "model.cell",
+    "units": "model.units",
+    "layers": "model.depth",
+    "bidirectional": "model.bidirectional",
+    "data": "data.source",
+    "text_column": "data.text",
+    "label_column": "data.label",
+}
 
 
 def import_tensorflow():
@@ -74,9 +83,16 @@ def cli():
 @click.option("--data", help="shipped:NAME, tfds:NAME, a .csv/.tsv/.jsonl file or a class-per-folder directory.")
 @click.option("--text-column", help="Column holding the text (data.text).")
 @click.option("--label-column", help="Column holding the label or score (data.label).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key, e.g. model.units=128.")
-@click.option("--output", default="saved_models", show_default=True, type=click.Path(file_okay=False),
-              help="Where exports (and training runs) go.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key, e.g. model.units=128."
+)
+@click.option(
+    "--output",
+    default="saved_models",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where exports (and training runs) go.",
+)
 def run(recipe, overrides, output, **flags):
     """Train, evaluate and export a task: a recipe name (sentiment, classify, spam, ...) or a .toml file."""
     given = [f"{SHORTHANDS[k]}={json.dumps(v, ensure_ascii=False)}" for k, v in flags.items() if v is not None]
@@ -84,6 +100,7 @@ def run(recipe, overrides, output, **flags):
     _require_writable(output)
     import_tensorflow()
     from nlpapps import tasks, training
+
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
     click.echo(f"\nexported {settings.task} model to {path}")
@@ -113,6 +130,7 @@ def resolve_model(name, model_path, models, tasks_served):
     (a recipe's name: sentiment, spam, ...). Refuses an export of a task this command does not serve,
     and one of another task than NAME when NAME is a task."""
     from nlpapps import export, tasks
+
     path = Path(model_path) if model_path else export.latest(models, name)
     meta = export.metadata(path)
     task = meta.get("task")
@@ -125,7 +143,9 @@ def resolve_model(name, model_path, models, tasks_served):
 @cli.command()
 @click.argument("name", metavar="MODEL")
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL.")
+@click.option(
+    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL."
+)
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Show the K most likely labels (classify).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of TSV.")
@@ -133,6 +153,7 @@ def predict(name, texts, model_path, models, top_k, as_json):
     """Run an exported text model on TEXTS (or '-' to read one text per line from stdin).
     MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
     from nlpapps import tasks
+
     path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN)
     if top_k and meta["task"] not in tasks.TOP_K:
         raise UserError(f"--top-k is for {', '.join(tasks.TOP_K)} models; {path} is a {meta['task']} model")
@@ -140,6 +161,7 @@ def predict(name, texts, model_path, models, top_k, as_json):
     import_tensorflow()
     task = tasks.get(meta["task"])
     import tensorflow as tf
+
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     outputs = {k: v.numpy() for k, v in serve(text=tf.constant(raw, dtype=tf.string)).items()}
     for text, row in zip(raw, task.rows(outputs, top_k)):
@@ -167,6 +189,7 @@ def forecast_(name, input_path, stream, model_path, models):
     import tensorflow as tf
 
     from nlpapps.tasks import forecast
+
     if input_path:
         times, readings, seconds = forecast.read_input(input_path, meta)
         served = tf.saved_model.load(str(path)).signatures["forecast"]
@@ -176,21 +199,35 @@ def forecast_(name, input_path, stream, model_path, models):
         return
     loaded = tf.saved_model.load(str(path))
     lines = (raw.decode("utf-8", "replace") for raw in sys.stdin.buffer)
-    forecast.stream(lines, loaded.signatures, meta, emit=lambda text: print(text, flush=True),
-                    warn=lambda text: print(f"nlpapps: warning: {text}", file=sys.stderr, flush=True))
+    forecast.stream(
+        lines,
+        loaded.signatures,
+        meta,
+        emit=lambda text: print(text, flush=True),
+        warn=lambda text: print(f"nlpapps: warning: {text}", file=sys.stderr, flush=True),
+    )
+
 
 @cli.command()
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--beam", type=click.IntRange(min=1), help="Beam width; 1 is greedy. Default: the width the model "
-              "was exported with (decode.beam_width).")
+@click.option(
+    "--beam",
+    type=click.IntRange(min=1),
+    help="Beam width; 1 is greedy. Default: the width the model was exported with (decode.beam_width).",
+)
 @click.option("--name", default="translate", show_default=True, help="The model: a translate recipe's name.")
-@click.option("--model", "model_path", type=click.Path(),
-              help="An export folder; default: the newest version of --name.")
+@click.option(
+    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of --name."
+)
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, translation, score.")
-@click.option("--show-attention", "attention_png", type=click.Path(dir_okay=False),
-              help="Also draw each translation's attention weights to this PNG (PNG-2.png, ... for more texts); "
-                   "uses the model's own beam width.")
+@click.option(
+    "--show-attention",
+    "attention_png",
+    type=click.Path(dir_okay=False),
+    help="Also draw each translation's attention weights to this PNG (PNG-2.png, ... for more texts); "
+    "uses the model's own beam width.",
+)
 def translate(texts, beam, name, model_path, models, as_json, attention_png):
     """Translate TEXTS (or '-' to read one text per line from stdin, one line out for each)."""
     path, _ = resolve_model(name, model_path, models, ("translate",))
@@ -199,11 +236,12 @@ def translate(texts, beam, name, model_path, models, as_json, attention_png):
     import tensorflow as tf
 
     from nlpapps.tasks import translate as task
+
     loaded = tf.saved_model.load(str(path))
     if attention_png and "attention" not in loaded.signatures:
         raise UserError(f"{path} has no attention to show (it was trained with model.attention = none)")
     for start in range(0, len(raw), 64):
-        batch = tf.constant(raw[start:start + 64], dtype=tf.string)
+        batch = tf.constant(raw[start : start + 64], dtype=tf.string)
         if attention_png:
             outputs = loaded.signatures["attention"](text=batch)
         elif beam is None:
@@ -213,12 +251,21 @@ def translate(texts, beam, name, model_path, models, as_json, attention_png):
         else:
             outputs = loaded.signatures["translate_beam"](text=batch, beam_width=tf.constant(beam))
         outputs = {k: v.numpy() for k, v in outputs.items()}
-        for i, (text, translation, score) in enumerate(zip(raw[start:start + 64], outputs["translation"],
-                                                            outputs["score"])):
+        for i, (text, translation, score) in enumerate(
+            zip(raw[start : start + 64], outputs["translation"], outputs["score"])
+        ):
             translation = translation.decode("utf-8", "replace")
             if as_json:
-                click.echo(json.dumps({"text": text.decode("utf-8", "replace"), "translation": translation,
-                                       "score": round(float(score), 4)}, ensure_ascii=False))
+                click.echo(
+                    json.dumps(
+                        {
+                            "text": text.decode("utf-8", "replace"),
+                            "translation": translation,
+                            "score": round(float(score), 4),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             else:
                 click.echo(translation.translate(TSV_ESCAPES))
             if attention_png:
@@ -233,17 +280,23 @@ def translate(texts, beam, name, model_path, models, as_json, attention_png):
 def list_(models):
     """Tasks, recipes and saved models with their versions and headline metrics."""
     from nlpapps import tasks
+
     click.echo("tasks: " + ", ".join(tasks.TASKS))
     click.echo("recipes:")
     for name, path in recipes.available().items():
         click.echo(f"  {name:<12} {path}")
     click.echo(f"saved models in {models}:")
-    found = sorted((p for p in Path(models).glob("*/*/metadata.json") if p.parent.name.isdigit()),
-                   key=lambda p: (p.parts[-3], int(p.parts[-2])))
+    found = sorted(
+        (p for p in Path(models).glob("*/*/metadata.json") if p.parent.name.isdigit()),
+        key=lambda p: (p.parts[-3], int(p.parts[-2])),
+    )
     for meta_path in found:
         meta = json.loads(meta_path.read_text())
-        headline = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("metrics", {}).get("headline", {}).items()
-                             if isinstance(v, (int, float)))
+        headline = ", ".join(
+            f"{k} {v:.3f}"
+            for k, v in meta.get("metrics", {}).get("headline", {}).items()
+            if isinstance(v, (int, float))
+        )
         click.echo(f"  {meta_path.parent}  {meta.get('task', '?')}  {meta.get('created', '')}  {headline}")
     if not found:
         click.echo("  (none yet: `nlpapps run sentiment` makes one)")

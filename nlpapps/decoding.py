@@ -10,6 +10,7 @@ every row has ended. A row with max_length 0 (an empty input) gives no token.
 Scores are log-probabilities summed over the emitted tokens (the end included) and divided by
 length ** length_penalty, the same for both, so a width-1 beam gives greedy's tokens and score.
 """
+
 import tensorflow as tf
 
 NEG = -1e9  # a finite "impossible": sums of it stay finite, so no NaN reaches a score
@@ -47,8 +48,15 @@ def greedy(step, states, context, *, start_id, end_id, max_lengths, length_penal
     def cond(t, last, states, finished, *_):
         return tf.logical_not(tf.reduce_all(finished))
 
-    loop = (tf.constant(0), tf.fill([batch], start_id), states, max_lengths <= 0,
-            tf.zeros([batch, 0], tf.int32), tf.zeros([batch]), tf.zeros([batch], tf.int32))
+    loop = (
+        tf.constant(0),
+        tf.fill([batch], start_id),
+        states,
+        max_lengths <= 0,
+        tf.zeros([batch, 0], tf.int32),
+        tf.zeros([batch]),
+        tf.zeros([batch], tf.int32),
+    )
     invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
     _, _, _, _, tokens, total, lengths = tf.while_loop(cond, body, loop, shape_invariants=invariants)
     return tokens, _normalised(total, lengths, length_penalty)
@@ -88,8 +96,15 @@ def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, 
     def cond(t, last, states, finished, *_):
         return tf.logical_not(tf.reduce_all(finished))
 
-    loop = (tf.constant(0), tf.fill([rows], start_id), states, tf.reshape(caps <= 0, [batch, width]),
-            tf.zeros([batch, width, 0], tf.int32), first, tf.zeros([batch, width], tf.int32))
+    loop = (
+        tf.constant(0),
+        tf.fill([rows], start_id),
+        states,
+        tf.reshape(caps <= 0, [batch, width]),
+        tf.zeros([batch, width, 0], tf.int32),
+        first,
+        tf.zeros([batch, width], tf.int32),
+    )
     invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
     _, _, _, _, tokens, total, lengths = tf.while_loop(cond, body, loop, shape_invariants=invariants)
     scores = _normalised(total, lengths, length_penalty)

@@ -1,4 +1,5 @@
 """Metrics, baselines, result tables and plots, shared by every task."""
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -9,8 +10,10 @@ def classification(y_true, y_pred, labels):
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "per_class": {str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                               "support": int(s[i])} for i, c in enumerate(labels)},
+        "per_class": {
+            str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(labels)
+        },
     }
 
 
@@ -33,14 +36,18 @@ def translation_scores(hypotheses, references, lowercase=True):
     import sacrebleu
 
     hypotheses, references = [str(h) for h in hypotheses], [[str(r) for r in references]]
-    return {"bleu": float(sacrebleu.corpus_bleu(hypotheses, references, lowercase=lowercase).score),
-            "chrf": float(sacrebleu.CHRF(lowercase=lowercase).corpus_score(hypotheses, references).score)}
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(hypotheses, references, lowercase=lowercase).score),
+        "chrf": float(sacrebleu.CHRF(lowercase=lowercase).corpus_score(hypotheses, references).score),
+    }
 
 
 def table(rows, columns):
     """A plain-text table; rows are dicts, numbers shown with 3 decimals, missing as '-'."""
+
     def cell(v):
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
@@ -51,8 +58,10 @@ def table(rows, columns):
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -79,7 +88,8 @@ def plot_confusion(y_true, y_pred, labels, path):
     size = max(4, 0.35 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
-        ax=ax, colorbar=False, xticks_rotation="vertical", include_values=len(labels) <= 12)
+        ax=ax, colorbar=False, xticks_rotation="vertical", include_values=len(labels) <= 12
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -94,7 +104,7 @@ def errors(truth, predicted):
     truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
     keep = np.isfinite(truth)
     diff = truth[keep] - predicted[keep]
-    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff ** 2).mean()))}
+    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff**2).mean()))}
 
 
 def persistence(values, horizon):
@@ -120,8 +130,12 @@ def event_persistence(now_train, future_train, now):
     """P(event at t+h | event at t or not), estimated on the training period: float[steps, horizon].
     now_train: bool[steps]; future_train: float[steps, horizon] (0/1, NaN unknown); now: bool[steps]."""
     now_train, future_train = np.asarray(now_train, bool), np.asarray(future_train, float)
-    rates = [np.nanmean(future_train[now_train == state], axis=0) if (now_train == state).any()
-             else np.nanmean(future_train, axis=0) for state in (False, True)]
+    rates = [
+        np.nanmean(future_train[now_train == state], axis=0)
+        if (now_train == state).any()
+        else np.nanmean(future_train, axis=0)
+        for state in (False, True)
+    ]
     return np.where(np.asarray(now, bool)[:, None], rates[1], rates[0])
 
 
@@ -150,6 +164,7 @@ def plot_reliability(curves, path, bins=10):
     """Reliability diagram: observed frequency against forecast probability, one line per
     (label, truth, probability) in `curves`, with the forecasts' histogram below."""
     from sklearn.calibration import calibration_curve
+
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1), sharex=True)
     top.plot([0, 1], [0, 1], "k:", label="perfectly reliable")
@@ -182,6 +197,7 @@ def plot_forecast(times, panels, path, title=""):
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_title(title)
     fig.autofmt_xdate()
+
 
 def plot_attention(weights, source_tokens, output_tokens, path):
     """A heatmap of attention weights[output, source]: which source words each output word read."""

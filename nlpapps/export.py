@@ -1,6 +1,7 @@
 """Versioned, atomic SavedModel exports in TensorFlow Serving layout:
 saved_models/<model>/<version>/ with saved_model.pb, variables/, metadata.json and extras beside.
 <model> is the recipe's name (sentiment, spam, ...), so each recipe is its own served model."""
+
 import datetime
 import json
 import os
@@ -23,8 +24,10 @@ def versions(task_dir):
 def latest(output_root, name):
     found = versions(Path(output_root) / name)
     if not found:
-        raise UserError(f"no trained {name} model in {Path(output_root) / name}; "
-                        f"run `nlpapps run {name}` first or pass --model PATH")
+        raise UserError(
+            f"no trained {name} model in {Path(output_root) / name}; "
+            f"run `nlpapps run {name}` first or pass --model PATH"
+        )
     return Path(output_root) / name / str(found[-1])
 
 
@@ -51,6 +54,7 @@ def load_keras(path):
     import nlpapps.blocks  # noqa: F401  (registers the recurrent layers)
     import nlpapps.data.series  # noqa: F401  (registers Encode)
     import nlpapps.data.text  # noqa: F401  (registers standardize and ServingIds)
+
     return keras.models.load_model(Path(path) / "model.keras" if Path(path).is_dir() else path, safe_mode=True)
 
 
@@ -78,9 +82,13 @@ def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras
         keras_model.save(tmp / "model.keras")
         for name, write in extras:
             write(tmp / name)
-        metadata = {"task": recipe.task, "model": recipe.name, "nlpapps": __version__,
-                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    **metadata}
+        metadata = {
+            "task": recipe.task,
+            "model": recipe.name,
+            "nlpapps": __version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **metadata,
+        }
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         _readable(tmp)
         for _ in range(100):  # another run may take a version at the same moment: take the next

@@ -4,6 +4,7 @@ A task's own recipe (nlpapps/tasks/<task>.toml, shipped in the package; the top-
 to them) is the schema: any other recipe for that task and every --set override may only change keys
 it names, keeping their types. A recipe's name (its file name) names its exports.
 """
+
 import copy
 import tomllib
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ RULES = {
     "data.skip_rows": _at_least(0),
     "data.max_gap": _at_least(0),
     "data.event_window": _at_least(1),
-    "data.time_features": lambda v: None if set(v) <= {"day", "year"} else "may hold only \"day\" and \"year\"",
+    "data.time_features": lambda v: None if set(v) <= {"day", "year"} else 'may hold only "day" and "year"',
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),
     "train.window": _at_least(2),
@@ -97,8 +98,9 @@ RULES = {
 
 # Values a task cannot use although the key allows them elsewhere: (task, key) -> check.
 TASK_RULES = {
-    ("forecast", "model.bidirectional"): lambda v: "a streaming forecast cannot read the future; set it to false"
-    if v else None,
+    ("forecast", "model.bidirectional"): lambda v: (
+        "a streaming forecast cannot read the future; set it to false" if v else None
+    ),
 }
 
 
@@ -182,7 +184,7 @@ def load(name_or_path, overrides=()):
     raw = _read(path)
     task = raw.get("task")
     if not isinstance(task, str):
-        raise UserError(f"{path}: a recipe must name its task, e.g. task = \"sentiment\"")
+        raise UserError(f'{path}: a recipe must name its task, e.g. task = "sentiment"')
     default_path = PROJECT_RECIPES / f"{task}.toml"
     defaults = _read(default_path) if default_path.is_file() else {}
     if defaults.get("task") != task:

@@ -15,6 +15,7 @@ every iteration (no reshuffling).
 A run owns its folder: a second run of the same recipe in the same output root refuses at once,
 naming the running one; a finished run removes its backup.
 """
+
 import fcntl
 import hashlib
 import io
@@ -55,8 +56,9 @@ def owned(workdir):
         except OSError:
             f.seek(0)
             pid = f.read().strip() or "?"
-            raise UserError(f"another run of this recipe (pid {pid}) is training in {workdir}; "
-                            "wait for it to finish, or stop it") from None
+            raise UserError(
+                f"another run of this recipe (pid {pid}) is training in {workdir}; wait for it to finish, or stop it"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
@@ -168,17 +170,26 @@ def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="m
             print(f"resuming from the backup in {workdir} after epoch {start}", flush=True)
         for epoch in range(start, start if stop else epochs):
             data = train(epoch) if callable(train) else train
-            logs = model.fit(data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1,
-                             callbacks=callbacks, verbose=verbose, shuffle=False,
-                             class_weight=class_weight).history
+            logs = model.fit(
+                data,
+                validation_data=validation,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+                class_weight=class_weight,
+            ).history
             logs = {k: float(v[-1]) for k, v in logs.items()}
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             stop = stopper.update(epoch, logs, model)
             _save(backup, model, stopper, epoch + 1, history, stop)
             if stop:
-                print(f"early stopping after epoch {epoch + 1}: best {monitor} at epoch {stopper.best_epoch + 1}",
-                      flush=True)
+                print(
+                    f"early stopping after epoch {epoch + 1}: best {monitor} at epoch {stopper.best_epoch + 1}",
+                    flush=True,
+                )
                 break
         if stopper.best_weights is not None:
             model.set_weights(stopper.best_weights)

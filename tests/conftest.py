@@ -1,6 +1,7 @@
 """Shared fixtures: the real `nlpapps` console script, and ONE small sentiment model trained per
 session (plus one tiny label-only model written beside it as version 2, and a small spam model
 from tasks/spam.toml), reused by every test."""
+
 import csv
 import gzip
 import hashlib
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-SHIPPED_SENTIMENT = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "sentiment_snippets.tsv.gz"
+SHIPPED_SENTIMENT = (
+    Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "sentiment_snippets.tsv.gz"
+)
 
 # Small settings: one epoch of a tiny bidirectional GRU on the whole shipped corpus (~20 s on 2 cores).
 SMALL = ["--epochs", "1", "--units", "8", "--set", "text.vocab_size=2000", "--set", "model.embedding_dim=16"]
@@ -36,8 +39,9 @@ def cli_env():
 
 def run_nlpapps(args, *, cwd=None, input=None, timeout=300):
     """Run the real console script; returns CompletedProcess with bytes stdout/stderr."""
-    return subprocess.run([nlpapps_exe(), *args], cwd=cwd, input=input, capture_output=True,
-                          env=cli_env(), timeout=timeout)
+    return subprocess.run(
+        [nlpapps_exe(), *args], cwd=cwd, input=input, capture_output=True, env=cli_env(), timeout=timeout
+    )
 
 
 def invoke(args, **kwargs):
@@ -52,8 +56,11 @@ def invoke(args, **kwargs):
 def tree_digest(folder):
     """{relative path: sha256} of every file under `folder`."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def shipped_rows(limit=None):
@@ -104,8 +111,21 @@ def label_only_run(sentiment_export, models_root, label_only_csv):
     """A second run into the same output root: the label-only model becomes version 2.
     Returns (export path, digest of version 1 taken just before this run)."""
     before = tree_digest(sentiment_export)
-    result = invoke(["run", "sentiment", "--data", label_only_csv, "--label-column", "label",
-                     "--set", "data.domain=", *SMALL, "--output", models_root])
+    result = invoke(
+        [
+            "run",
+            "sentiment",
+            "--data",
+            label_only_csv,
+            "--label-column",
+            "label",
+            "--set",
+            "data.domain=",
+            *SMALL,
+            "--output",
+            models_root,
+        ]
+    )
     assert result.exit_code == 0, f"label-only training failed:\n{result.output}\n{result.exception!r}"
     return models_root / "sentiment" / "2", before
 

@@ -1,9 +1,9 @@
 """Every mistake a user can make ends with one line on stderr and exit code 2, before any work and
 without writing anything: the real console script, in a fresh folder."""
+
 import csv
 
 import pytest
-
 from conftest import SMALL, run_nlpapps, shipped_rows
 
 SETTINGS = [
@@ -35,11 +35,15 @@ def test_out_of_range_setting_is_refused_before_any_work(setting, key, tmp_path)
     assert b"Epoch" not in proc.stdout
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--cell", "foo"], "model.cell"),
-    (["--set", "model.pooling=sum"], "model.pooling"),
-    (["--set", "train.class_weights=maybe"], "train.class_weights"),
-], ids=["cell", "pooling", "class_weights"])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--cell", "foo"], "model.cell"),
+        (["--set", "model.pooling=sum"], "model.pooling"),
+        (["--set", "train.class_weights=maybe"], "train.class_weights"),
+    ],
+    ids=["cell", "pooling", "class_weights"],
+)
 def test_unknown_choice_is_refused_before_tensorflow_is_imported(args, words, tmp_path):
     proc = run_nlpapps(["run", "classify", *args], cwd=tmp_path)
     assert words in one_line_error(proc)
@@ -97,8 +101,9 @@ def test_predict_refuses_a_classify_export_for_sentiment(spam_export, tmp_path):
 
 
 def test_top_k_is_refused_for_sentiment(sentiment_export, tmp_path):
-    proc = run_nlpapps(["predict", "sentiment", "--model", str(sentiment_export), "--top-k", "2", "great"],
-                       cwd=tmp_path)
+    proc = run_nlpapps(
+        ["predict", "sentiment", "--model", str(sentiment_export), "--top-k", "2", "great"], cwd=tmp_path
+    )
     assert "--top-k is for classify models" in one_line_error(proc)
     assert proc.stdout == b""
 
@@ -116,4 +121,5 @@ def test_recipe_errors(tmp_path):
     assert "model.units must be int" in one_line_error(run_nlpapps(["run", str(tmp_path / "broken.toml")]))
     assert "unknown task 'nonsense'" in one_line_error(run_nlpapps(["run", str(tmp_path / "other.toml")]))
     assert "unknown task or recipe 'nope'; choose one of: classify" in one_line_error(
-        run_nlpapps(["run", "nope"], cwd=tmp_path))
+        run_nlpapps(["run", "nope"], cwd=tmp_path)
+    )

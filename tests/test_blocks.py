@@ -160,9 +160,7 @@ def test_gradients_reach_every_cell_weight(cell_cls):
 @pytest.mark.parametrize("cell", CELLS)
 def test_gradients_reach_every_stack_weight(cell, bidirectional):
     x = _rand(np.random.default_rng(6), 2, 5, 3)
-    stack = recurrent_stack(
-        cell, 4, depth=2, bidirectional=bidirectional, residual=True, return_sequences=True
-    )
+    stack = recurrent_stack(cell, 4, depth=2, bidirectional=bidirectional, residual=True, return_sequences=True)
     _assert_grads_reach(stack, x, training=True)
     per_layer = {"rnn": 3, "lstm": 3, "gru": 3, "peephole": 4}[cell]
     assert len(stack.trainable_weights) == per_layer * 2 * (2 if bidirectional else 1)
@@ -241,9 +239,7 @@ def test_stack_sequence_mask_propagates_and_eager_matches_functional():
 @pytest.mark.parametrize("cell", CELLS)
 def test_return_state_shapes_and_values(cell, bidirectional):
     x = _rand(np.random.default_rng(10), 2, 5, 3)
-    stack = recurrent_stack(
-        cell, 4, depth=2, bidirectional=bidirectional, return_sequences=True, return_state=True
-    )
+    stack = recurrent_stack(cell, 4, depth=2, bidirectional=bidirectional, return_sequences=True, return_state=True)
     seq, states = stack(x)
     width = 8 if bidirectional else 4
     assert seq.shape == (2, 5, width)
@@ -302,13 +298,42 @@ def test_invalid_arguments_raise(kwargs, match):
 
 
 def test_config_round_trip():
-    stack = recurrent_stack("peephole", 7, depth=3, bidirectional=True, dropout=0.25, residual=True,
-                            return_sequences=True, return_state=True, name="enc")
+    stack = recurrent_stack(
+        "peephole",
+        7,
+        depth=3,
+        bidirectional=True,
+        dropout=0.25,
+        residual=True,
+        return_sequences=True,
+        return_state=True,
+        name="enc",
+    )
     config = stack.get_config()
-    assert {k: config[k] for k in ("cell", "units", "depth", "bidirectional", "dropout", "residual",
-                                     "return_sequences", "return_state", "name")} == {
-        "cell": "peephole", "units": 7, "depth": 3, "bidirectional": True, "dropout": 0.25,
-        "residual": True, "return_sequences": True, "return_state": True, "name": "enc"}
+    assert {
+        k: config[k]
+        for k in (
+            "cell",
+            "units",
+            "depth",
+            "bidirectional",
+            "dropout",
+            "residual",
+            "return_sequences",
+            "return_state",
+            "name",
+        )
+    } == {
+        "cell": "peephole",
+        "units": 7,
+        "depth": 3,
+        "bidirectional": True,
+        "dropout": 0.25,
+        "residual": True,
+        "return_sequences": True,
+        "return_state": True,
+        "name": "enc",
+    }
     assert RecurrentStack.from_config(config).get_config() == config
 
 
@@ -359,7 +384,7 @@ def test_all_states_lets_a_deep_stack_be_stepped_one_input_at_a_time(cell):
     assert len(final) == 3 * stack.states_per_layer
     states, steps = [np.zeros((3, 4), "float32")] * len(final), []
     for t in range(x.shape[1]):
-        y, states = stack(x[:, t:t + 1], initial_state=states)
+        y, states = stack(x[:, t : t + 1], initial_state=states)
         steps.append(np.asarray(y)[:, 0])
     np.testing.assert_allclose(np.stack(steps, axis=1), whole, atol=1e-5)
     for stepped, at_once in zip(states, final):

@@ -1,6 +1,7 @@
 """Text classification end to end: the three source kinds (shipped, user CSV and folder, tfds via
 mock data), the export in a TensorFlow-only process, predict --top-k/--json, and bad inputs.
 One small TREC model is trained per module and shared."""
+
 import csv
 import gzip
 import json
@@ -11,16 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SMALL, invoke, run_nlpapps, tree_digest
+
 from nlpapps.data import sources
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 SHIPPED = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped"
 TREC_CLASSES = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
-QUESTIONS = ["How far is the moon from the earth?", "Who wrote Hamlet?", "What does NASA stand for?",
-             "Where is the Eiffel Tower?", ""]
+QUESTIONS = [
+    "How far is the moon from the earth?",
+    "Who wrote Hamlet?",
+    "What does NASA stand for?",
+    "Where is the Eiffel Tower?",
+    "",
+]
 
 # A fresh interpreter that can import tensorflow but not nlpapps.
 SERVE = r"""
@@ -38,8 +44,9 @@ print(json.dumps({k: [x.decode() if isinstance(x, bytes) else x for x in v.numpy
 
 
 def serve_in_fresh_process(export, texts):
-    proc = subprocess.run([sys.executable, "-c", SERVE, str(export), json.dumps(texts)],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE, str(export), json.dumps(texts)], capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -76,7 +83,7 @@ def test_trec_run_prints_tables_and_where_the_model_went(trec):
     path, output, _, _ = trec
     assert "6 classes, softmax" in output
     assert output.rstrip().endswith(f"exported classify model to {path}")
-    tables = output[output.index("test split"):]
+    tables = output[output.index("test split") :]
     for word in ("accuracy", "macro_f1", "majority class", "precision", "recall", "f1", "support", *TREC_CLASSES):
         assert word in tables
 
@@ -166,8 +173,10 @@ def tickets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tickets_run(tickets, tmp_path_factory):
-    return train(["classify", "--data", tickets, "--text-column", "body", "--label-column", "team"],
-                 tmp_path_factory.mktemp("models"))
+    return train(
+        ["classify", "--data", tickets, "--text-column", "body", "--label-column", "team"],
+        tmp_path_factory.mktemp("models"),
+    )
 
 
 def test_csv_binary_head_class_weights_empty_texts_and_unseen_label(tickets_run, tickets):
@@ -184,8 +193,9 @@ def test_csv_binary_head_class_weights_empty_texts_and_unseen_label(tickets_run,
 
 
 def test_csv_export_gives_two_probabilities(tickets_run):
-    out = serve_in_fresh_process(tickets_run[0], ["WINNER!! Claim your free prize now, text 80082",
-                                                 "Ok see you at home later", ""])
+    out = serve_in_fresh_process(
+        tickets_run[0], ["WINNER!! Claim your free prize now, text 80082", "Ok see you at home later", ""]
+    )
     assert out["classes"] == ["ham", "spam"]
     probabilities = np.array(out["probabilities"])
     assert probabilities.shape == (3, 2)
@@ -205,7 +215,7 @@ def articles(tmp_path_factory):
         texts = [r["text"] for r in table if r["coarse"] == label][:250]
         (root / label).mkdir()
         for i in range(25):
-            (root / label / f"{i:03}.txt").write_text(" ".join(texts[10 * i:10 * i + 10]), encoding="utf-8")
+            (root / label / f"{i:03}.txt").write_text(" ".join(texts[10 * i : 10 * i + 10]), encoding="utf-8")
         (root / label / "notes.md").write_text("not a document")
     (root / ".cache").mkdir()
     return root
@@ -230,8 +240,11 @@ def test_tfds_class_ids_become_class_names(tmp_path):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("ag_news_subset", data_dir=str(tmp_path / "tfds"))
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=name, shard_lengths=[60], num_bytes=0) for name in ("train", "test")]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [tfds.core.SplitInfo(name=name, shard_lengths=[60], num_bytes=0) for name in ("train", "test")]
+        )
+    )
     os.makedirs(builder.data_dir)
     builder.info.write_to_directory(builder.data_dir)
     with tfds.testing.mock_data(num_examples=60, data_dir=str(tmp_path / "tfds")):
@@ -259,19 +272,33 @@ def bad_inputs(tmp_path):
     write_csv(tmp_path / "numbers.csv", [["text", "label"], *([str(i * 7), "ab"[i % 2]] for i in range(40))])
     # 10 rows split 8/1/1: the only test row has a class that training never saw
     test_row = int(sources.split({"i": np.arange(10)}, (0.8, 0.1, 0.1), 13)["test"]["i"][0])
-    write_csv(tmp_path / "unseen.csv", [["text", "label"], *([q, "new" if i == test_row else "ab"[i % 2]]
-                                                             for i, q in enumerate(questions[:10]))])
+    write_csv(
+        tmp_path / "unseen.csv",
+        [["text", "label"], *([q, "new" if i == test_row else "ab"[i % 2]] for i, q in enumerate(questions[:10]))],
+    )
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.txt").write_text("a document outside any class folder")
     return tmp_path
 
 
 BAD = {
-    "one class only": (["--data", "{d}/one_class.csv", "--label-column", "label"], "the label column has one class only ('HUM')"),
-    "numeric text column": (["--data", "{d}/numbers.csv", "--label-column", "label"], "text column 'text' holds numbers"),
-    "test labels unseen in training": (["--data", "{d}/unseen.csv", "--label-column", "label"], "no test row has a label seen in training"),
+    "one class only": (
+        ["--data", "{d}/one_class.csv", "--label-column", "label"],
+        "the label column has one class only ('HUM')",
+    ),
+    "numeric text column": (
+        ["--data", "{d}/numbers.csv", "--label-column", "label"],
+        "text column 'text' holds numbers",
+    ),
+    "test labels unseen in training": (
+        ["--data", "{d}/unseen.csv", "--label-column", "label"],
+        "no test row has a label seen in training",
+    ),
     "folder without class folders": (["--data", "{d}/flat"], "needs one sub-folder per class"),
-    "bad class_weights": (["--set", "train.class_weights=sometimes"], "train.class_weights = 'sometimes': must be one of auto, on, off"),
+    "bad class_weights": (
+        ["--set", "train.class_weights=sometimes"],
+        "train.class_weights = 'sometimes': must be one of auto, on, off",
+    ),
 }
 
 
@@ -302,9 +329,18 @@ def test_a_failed_run_leaves_an_earlier_export_untouched(trec, bad_inputs):
 def test_rows_top_k_orders_and_clips():
     from nlpapps.tasks import classify
 
-    outputs = {"classes": np.array([b"a", b"b", b"c"]), "label": np.array([b"b", b"c"]),
-               "probabilities": np.array([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]], dtype="float32")}
+    outputs = {
+        "classes": np.array([b"a", b"b", b"c"]),
+        "label": np.array([b"b", b"c"]),
+        "probabilities": np.array([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]], dtype="float32"),
+    }
     assert classify.rows(outputs) == [{"label": "b", "probability": 0.7}, {"label": "c", "probability": 0.6}]
     top = classify.rows(outputs, top_k=5)[1]
-    assert top == {"label": "c", "probability": 0.6, "label_2": "b", "probability_2": 0.3,
-                   "label_3": "a", "probability_3": 0.1}
+    assert top == {
+        "label": "c",
+        "probability": 0.6,
+        "label_2": "b",
+        "probability_2": 0.3,
+        "label_3": "a",
+        "probability_3": 0.1,
+    }

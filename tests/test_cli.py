@@ -1,11 +1,12 @@
 """The `nlpapps` command line: help, version, predict, list, and one-line errors for user mistakes."""
+
 import json
 import re
 
 import pytest
+from conftest import SMALL, invoke, run_nlpapps, tree_digest
 
 import nlpapps
-from conftest import SMALL, invoke, run_nlpapps, tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -34,8 +35,19 @@ def test_command_help(command):
 
 def test_run_help_names_every_shorthand():
     out = invoke(["run", "--help"]).output
-    for flag in ("--epochs", "--batch-size", "--cell", "--units", "--layers", "--bidirectional",
-                 "--data", "--text-column", "--label-column", "--set", "--output"):
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--cell",
+        "--units",
+        "--layers",
+        "--bidirectional",
+        "--data",
+        "--text-column",
+        "--label-column",
+        "--set",
+        "--output",
+    ):
         assert flag in out
 
 
@@ -92,7 +104,7 @@ def test_predict_json_lines(sentiment_export):
 
 
 def test_predict_reads_stdin_lines(sentiment_export):
-    stdin = "Loved it!\r\nHated it.\n\n".encode() + b"\xff\xfe bad bytes\n"
+    stdin = b"Loved it!\r\nHated it.\n\n" + b"\xff\xfe bad bytes\n"
     result = invoke(["predict", "sentiment", "--json", "-", "--model", sentiment_export], input=stdin)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -167,7 +179,10 @@ BAD_RUNS = {
     "missing column": (["run", "sentiment", "--data", "{data}/good.csv", "--text-column", "nope"], "no column 'nope'"),
     "empty data file": (["run", "sentiment", "--data", "{data}/empty.csv"], "no rows"),
     "unknown --set key": (["run", "sentiment", "--set", "model.nope=3"], "unknown setting 'model.nope'"),
-    "unknown cell": (["run", "sentiment", "--cell", "foo"], "model.cell = 'foo': must be one of rnn, lstm, gru, peephole"),
+    "unknown cell": (
+        ["run", "sentiment", "--cell", "foo"],
+        "model.cell = 'foo': must be one of rnn, lstm, gru, peephole",
+    ),
     # tasks/spam.toml is a classify recipe, not a task schema (no small settings: they would fail first)
     "recipe naming a non-task": (["run", "{data}/spam_recipe.toml"], "'spam'"),
 }
@@ -217,8 +232,11 @@ def test_data_path_with_non_bmp_characters_reaches_the_loader_intact(tmp_path):
 
 
 def test_numeric_text_column_is_a_user_error(data_files, tmp_path):
-    result = invoke(["run", "sentiment", "--data", data_files / "good.csv", "--text-column", "score",
-                     "--output", tmp_path])
+    result = invoke(
+        ["run", "sentiment", "--data", data_files / "good.csv", "--text-column", "score", "--output", tmp_path]
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("nlpapps: error: text column 'score' holds numbers")
-    assert not (tmp_path / "sentiment").exists() or not any(p.name.isdigit() for p in (tmp_path / "sentiment").iterdir())
+    assert not (tmp_path / "sentiment").exists() or not any(
+        p.name.isdigit() for p in (tmp_path / "sentiment").iterdir()
+    )

@@ -1,4 +1,5 @@
 """Data sources (shipped, user files, folders, tfds) and the text pipeline, on real inputs."""
+
 import collections
 import csv
 import gzip
@@ -8,8 +9,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import shipped_rows
+
 from nlpapps.data import sources, text
 from nlpapps.errors import UserError
 
@@ -17,8 +18,9 @@ SENTIMENT_COLUMNS = {"text": "text", "target": "score", "domain": "domain"}
 
 
 def load_shipped(seed):
-    return sources.load("shipped:sentiment_snippets", SENTIMENT_COLUMNS, optional=("domain",),
-                        fractions=(0.8, 0.1, 0.1), seed=seed)
+    return sources.load(
+        "shipped:sentiment_snippets", SENTIMENT_COLUMNS, optional=("domain",), fractions=(0.8, 0.1, 0.1), seed=seed
+    )
 
 
 def rows_of(splits, *columns):
@@ -103,12 +105,16 @@ def load_user(path, columns=USER_COLUMNS, **kwargs):
     return sources.load(str(path), columns, optional=("domain",), fractions=(0.6, 0.2, 0.2), seed=3, **kwargs)
 
 
-@pytest.mark.parametrize("name, delimiter", [("reviews.csv", ","), ("reviews.tsv", "\t"),
-                                             ("reviews.csv.gz", ",")])
+@pytest.mark.parametrize("name, delimiter", [("reviews.csv", ","), ("reviews.tsv", "\t"), ("reviews.csv.gz", ",")])
 def test_delimited_user_file_with_chosen_columns(tmp_path, name, delimiter):
     splits = load_user(write_csv(tmp_path / name, ROWS, delimiter))
-    expected = EXPECTED if delimiter == "," else collections.Counter(
-        (r["review"], r["stars"], r["site"]) for r in ROWS if "\t" not in r["review"] and "\n" not in r["review"])
+    expected = (
+        EXPECTED
+        if delimiter == ","
+        else collections.Counter(
+            (r["review"], r["stars"], r["site"]) for r in ROWS if "\t" not in r["review"] and "\n" not in r["review"]
+        )
+    )
     assert sum(len(v["text"]) for v in splits.values()) == sum(expected.values())
     assert rows_of(splits, "text", "target", "domain") == expected
     assert set(splits["train"]) == {"text", "target", "domain"}  # only the chosen columns
@@ -236,9 +242,14 @@ def imdb_metadata(tmp_path_factory):
 
     data_dir = tmp_path_factory.mktemp("tfds")
     builder = tfds.builder("imdb_reviews", data_dir=str(data_dir))
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=name, shard_lengths=[40], num_bytes=0)
-        for name in ("train", "test", "unsupervised")]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(name=name, shard_lengths=[40], num_bytes=0)
+                for name in ("train", "test", "unsupervised")
+            ]
+        )
+    )
     os.makedirs(builder.data_dir)
     builder.info.write_to_directory(builder.data_dir)
     return str(data_dir)
@@ -304,11 +315,13 @@ def test_bucketed_batches_carry_less_padding(corpus):
     ids, targets = corpus
     total_tokens, n = int(ids.row_lengths().numpy().sum()), len(targets)
     bucketed = padding_and_tokens(text.pipeline(ids, targets, batch_size=64, shuffle=True, seed=1))
-    fixed = padding_and_tokens(text.pipeline(ids, targets, batch_size=64, shuffle=True, seed=1,
-                                             bucketed=False, pad_to=100))
-    per_batch = padding_and_tokens(text.pipeline(ids, targets, batch_size=64, shuffle=True, seed=1,
-                                                 bucketed=False, pad_to=None))
-    for pads, tokens, rows in (bucketed, fixed, per_batch):
+    fixed = padding_and_tokens(
+        text.pipeline(ids, targets, batch_size=64, shuffle=True, seed=1, bucketed=False, pad_to=100)
+    )
+    per_batch = padding_and_tokens(
+        text.pipeline(ids, targets, batch_size=64, shuffle=True, seed=1, bucketed=False, pad_to=None)
+    )
+    for _pads, tokens, rows in (bucketed, fixed, per_batch):
         assert (tokens, rows) == (total_tokens, n)  # no token lost or cut by batching
     assert bucketed[0] < fixed[0] / 4
     assert bucketed[0] < per_batch[0] / 2  # better than padding each random batch to its longest
@@ -380,8 +393,10 @@ def _snippets_file(path, rows, delimiter="\t"):
     """Real shipped snippets written as a user's file, columns domain, score, text."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         if delimiter == "\t":
-            f.writelines(f"{r['domain']}\t{r['score']}\t{r['text']}\n" for r in [dict(domain="domain", score="score",
-                                                                                      text="text"), *rows])
+            f.writelines(
+                f"{r['domain']}\t{r['score']}\t{r['text']}\n"
+                for r in [dict(domain="domain", score="score", text="text"), *rows]
+            )
         else:
             writer = csv.writer(f)
             writer.writerow(["domain", "score", "text"])
@@ -447,8 +462,10 @@ def test_many_bad_rows_refuse_with_one_line_naming_the_first_lines(tmp_path):
 
 
 def test_a_mostly_text_column_is_labels_and_only_empty_values_misfit(tmp_path):
-    rows = [{"domain": "d", "score": "pos" if float(r["score"]) > 0 else "neg", "text": r["text"]}
-            for r in shipped_rows(400)]
+    rows = [
+        {"domain": "d", "score": "pos" if float(r["score"]) > 0 else "neg", "text": r["text"]}
+        for r in shipped_rows(400)
+    ]
     rows[3]["score"] = ""
     logged = []
     splits = _load(_snippets_file(tmp_path / "labels.tsv", rows), log=logged.append)

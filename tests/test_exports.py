@@ -1,5 +1,6 @@
 """Exports a user can trust: named by recipe (each its own served model), readable by another
 account, and a sentiment label that never contradicts its score, on every text of the test split."""
+
 import csv
 import json
 import os
@@ -9,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import invoke, run_nlpapps
+
 from nlpapps import recipes
 from nlpapps.data import sources
 
@@ -36,8 +37,13 @@ print(json.dumps({"label": labels, "score": scores}))
 def _label_and_score(export, texts, tmp_path):
     path = tmp_path / "texts.json"
     path.write_text(json.dumps(list(texts)))
-    proc = subprocess.run([sys.executable, "-c", LABEL_SCORE_SCRIPT, str(export), str(path)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", LABEL_SCORE_SCRIPT, str(export), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return np.array(out["label"]), np.array(out["score"])
@@ -46,8 +52,9 @@ def _label_and_score(export, texts, tmp_path):
 def _test_texts(recipe_name, **overrides):
     recipe = recipes.load(recipe_name, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     d = recipe["data"]
-    splits = sources.load(d["source"], {"text": d["text"], "target": d["label"]}, fractions=tuple(d["split"]),
-                          seed=d["seed"])
+    splits = sources.load(
+        d["source"], {"text": d["text"], "target": d["label"]}, fractions=tuple(d["split"]), seed=d["seed"]
+    )
     return [t for t in splits["test"]["text"] if t.strip()]
 
 
@@ -78,10 +85,15 @@ def test_a_score_of_exactly_zero_is_neutral_in_data_and_export():
     from nlpapps.tasks import sentiment
 
     scores = np.array([-1.0, -1e-7, 0.0, 1e-7, 0.3, 1.0])
-    assert list(sentiment.polarity(scores, 0.0)) == ["negative", "negative", "neutral", "positive",
-                                                     "positive", "positive"]
-    assert list(sentiment.polarity(scores, 0.5)) == ["negative", "neutral", "neutral", "neutral",
-                                                     "neutral", "positive"]
+    assert list(sentiment.polarity(scores, 0.0)) == [
+        "negative",
+        "negative",
+        "neutral",
+        "positive",
+        "positive",
+        "positive",
+    ]
+    assert list(sentiment.polarity(scores, 0.5)) == ["negative", "neutral", "neutral", "neutral", "neutral", "positive"]
     for band in (0.0, 0.5):
         served = [x.decode() for x in sentiment.polarity_tf(tf.constant(scores), band).numpy()]
         assert served == list(sentiment.polarity(scores, band))

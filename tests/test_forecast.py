@@ -2,6 +2,7 @@
 weather, its export (stepping equals the whole-sequence forecast in a TensorFlow-only process; any
 floats in, finite forecasts out), the .keras twin, the `forecast` command (--input, --stream through
 a real pipe), a daily CSV with other column names, and one-line errors for bad input."""
+
 import csv
 import gzip
 import json
@@ -11,15 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke, run_nlpapps
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 SHIPPED_WEATHER = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "nyc_weather_2013.csv.gz"
 # A tiny GRU on sequences of 4 days; about 20 s on 2 cores.
-SMALL = ["--epochs", "2", "--units", "8", "--set", "model.horizon=6", "--set", "train.window=96",
-         "--set", "train.stride=24", "--set", "train.batch_size=8"]
+SMALL = [
+    "--epochs",
+    "2",
+    "--units",
+    "8",
+    "--set",
+    "model.horizon=6",
+    "--set",
+    "train.window=96",
+    "--set",
+    "train.stride=24",
+    "--set",
+    "train.batch_size=8",
+]
 FEATURES = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"]
 
 
@@ -65,6 +77,7 @@ def meta(export_path):
 @pytest.fixture(scope="session")
 def loaded(export_path):
     import tensorflow as tf
+
     return tf.saved_model.load(str(export_path))
 
 
@@ -75,12 +88,12 @@ def test_run_prints_both_tables_against_the_baselines(forecast_run):
     path, output = forecast_run
     assert output.rstrip().endswith(f"exported forecast model to {path}")
     assert "station EWR" in output and "every 1 hour" in output
-    quantities = output[output.index("quantities, in the data's units"):output.index("events (skill")]
+    quantities = output[output.index("quantities, in the data's units") : output.index("events (skill")]
     assert "seasonal: one day earlier, 24 steps" in quantities
     for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
         assert word in quantities
     assert [line.split()[:2] for line in quantities.splitlines()[3:]] == [["temp", h] for h in ("1", "3", "6")]
-    events = output[output.index("events (skill"):]
+    events = output[output.index("events (skill") :]
     for word in ("climatology_brier", "model_skill", "persistence_skill", "logreg_skill", "model_auc"):
         assert word in events
 
@@ -99,7 +112,9 @@ def test_metadata_names_features_targets_units_and_interval(meta):
     assert {f["name"]: f["unit"] for f in meta["features"]}["temp"] == "°F"
     assert [f["name"] for f in meta["features"] if f["angle"]] == ["wind_dir"]
     assert [(t["name"], t["kind"], t["unit"]) for t in meta["targets"]] == [
-        ("temp", "quantity", "°F"), ("precip>0", "event", "probability")]
+        ("temp", "quantity", "°F"),
+        ("precip>0", "event", "probability"),
+    ]
     assert meta["interval"] == "1 hour" and meta["interval_seconds"] == 3600 and meta["horizon"] == 6
     assert meta["state"] == ["last_reading", "h1"] and meta["station"] == "EWR"
     steps = meta["data"]["steps"]
@@ -152,11 +167,16 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
     readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
     readings[0][6] = readings[10][0] = readings[11][0] = float("nan")  # missing first and in a row
     import pandas as pd
+
     seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
     batch = [readings, readings[::-1]]  # two streams at once
-    proc = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(export_path), json.dumps(batch),
-                           json.dumps([seconds, seconds[::-1]])],
-                          capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", STEP_SCRIPT, str(export_path), json.dumps(batch), json.dumps([seconds, seconds[::-1]])],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     stepped, whole = np.array(out["stepped"]), np.array(out["whole"])
@@ -174,6 +194,7 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
 
 def test_nan_reading_is_carried_forward(loaded):
     import tensorflow as tf
+
     rows = weather_rows("EWR")[4000:4030]
     readings = np.array([[float(r[f]) if r[f] != "NA" else np.nan for f in FEATURES] for r in rows], "float32")
     seconds = np.arange(30, dtype="float64") * 3600 + 1.37e9
@@ -192,6 +213,7 @@ def test_keras_twin_reloads_with_safe_mode_and_matches(export_path, loaded):
     import tensorflow as tf
 
     from nlpapps import export
+
     model = export.load_keras(export_path)
     rows = weather_rows("EWR")[3000:3048]
     readings = np.array([[float(r[f]) if r[f] != "NA" else 0.0 for f in FEATURES] for r in rows], "float32")
@@ -217,13 +239,13 @@ def test_signatures_give_finite_forecasts_for_any_floats(loaded, meta):
     @given(batch=st.sampled_from([0, 1, 3]), steps=st.integers(1, 6), data=st.data())
     def check(batch, steps, data):
         readings = data.draw(hnp.arrays("float32", (batch, steps, n_features), elements=value))
-        seconds = data.draw(hnp.arrays("float64", (batch, steps), elements=st.one_of(
-            st.floats(-1e12, 1e12), st.just(float("nan")))))
+        seconds = data.draw(
+            hnp.arrays("float64", (batch, steps), elements=st.one_of(st.floats(-1e12, 1e12), st.just(float("nan"))))
+        )
         out = loaded.signatures["forecast"](readings=tf.constant(readings), time=tf.constant(seconds))
         assert out["forecast"].shape == (batch, horizon, 2) and np.isfinite(out["forecast"].numpy()).all()
         state = loaded.signatures["initial_state"](batch_size=tf.constant(batch))
-        step = loaded.signatures["step"](reading=tf.constant(readings[:, 0]), time=tf.constant(seconds[:, 0]),
-                                         **state)
+        step = loaded.signatures["step"](reading=tf.constant(readings[:, 0]), time=tf.constant(seconds[:, 0]), **state)
         assert step["forecast"].shape == (batch, horizon, 2) and np.isfinite(step["forecast"].numpy()).all()
         assert all(np.isfinite(step[k].numpy()).all() for k in state)
 
@@ -248,7 +270,7 @@ def test_forecast_input_prints_the_forecast_after_the_last_row(export_path, tmp_
 
 def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_path):
     rows = weather_rows("EWR")[6000:6012]
-    text = (tmp_path / "feed.csv")
+    text = tmp_path / "feed.csv"
     write_csv(text, rows)
     lines = text.read_text().splitlines()
     lines.insert(5, "this is, not a, reading")  # garbage
@@ -267,8 +289,9 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
     # the stream's last line is the --input forecast over the same rows
     result = invoke(["forecast", "--model", export_path, "--input", write_csv(tmp_path / "same.csv", rows)])
     whole = result.output.strip().splitlines()[-1].split(",")
-    np.testing.assert_allclose([float(v) for v in out[-1].split(",")[1:]], [float(v) for v in whole[1:]],
-                               atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(
+        [float(v) for v in out[-1].split(",")[1:]], [float(v) for v in whole[1:]], atol=2e-3, rtol=1e-3
+    )
 
 
 def test_list_shows_the_forecast_model(export_path):
@@ -281,20 +304,47 @@ def test_list_shows_the_forecast_model(export_path):
 def test_a_daily_csv_with_other_column_names_trains_with_settings_alone(tmp_path):
     """Daily means of another station under other names, a date column, two comment lines first."""
     import pandas as pd
+
     frame = pd.DataFrame(weather_rows("LGA")).replace("NA", np.nan)
     frame["day"] = pd.to_datetime(frame["time_hour"]).dt.date
     for c in ("temp", "precip", "wind_speed", "humid"):
         frame[c] = frame[c].astype(float)
-    daily = frame.groupby("day").agg(tmean=("temp", "mean"), rain=("precip", "sum"),
-                                     wind=("wind_speed", "mean"), rh=("humid", "mean")).reset_index()
+    daily = (
+        frame.groupby("day")
+        .agg(tmean=("temp", "mean"), rain=("precip", "sum"), wind=("wind_speed", "mean"), rh=("humid", "mean"))
+        .reset_index()
+    )
     path = tmp_path / "daily.csv"
     path.write_text("# daily means\n# LaGuardia 2013\n" + daily.rename(columns={"day": "date"}).to_csv(index=False))
     root = tmp_path / "models"
-    result = invoke(["run", "forecast", "--data", path, "--set", "data.time_column=date", "--set", "data.skip_rows=2",
-                     "--set", 'data.features=["tmean","rain","wind","rh"]',
-                     "--set", 'data.targets=["tmean","rain > 0"]',
-                     "--set", "model.horizon=3", "--set", "train.window=60", "--set", "train.stride=10",
-                     "--epochs", "1", "--units", "8", "--output", root])
+    result = invoke(
+        [
+            "run",
+            "forecast",
+            "--data",
+            path,
+            "--set",
+            "data.time_column=date",
+            "--set",
+            "data.skip_rows=2",
+            "--set",
+            'data.features=["tmean","rain","wind","rh"]',
+            "--set",
+            'data.targets=["tmean","rain > 0"]',
+            "--set",
+            "model.horizon=3",
+            "--set",
+            "train.window=60",
+            "--set",
+            "train.stride=10",
+            "--epochs",
+            "1",
+            "--units",
+            "8",
+            "--output",
+            root,
+        ]
+    )
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert "every 1 day" in result.output and "one week earlier, 7 steps" in result.output
     meta = json.loads((root / "forecast" / "1" / "metadata.json").read_text())
@@ -314,19 +364,26 @@ def bad_files(tmp_path_factory):
     text[50]["pressure"] = "high"
     duplicated = rows[:100] + rows[99:]
     unsorted = rows[:100] + [rows[101], rows[100]] + rows[102:]
-    return {"no time column": (no_time, []),
-            "unknown target": (write_csv(folder / "ok.csv", rows), ["--set", 'data.targets=["temperature"]']),
-            "non-numeric value": (write_csv(folder / "text.csv", text), []),
-            "duplicated timestamps": (write_csv(folder / "dup.csv", duplicated), []),
-            "unsorted timestamps": (write_csv(folder / "unsorted.csv", unsorted), []),
-            "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
-            "bidirectional": (folder / "ok.csv", ["--bidirectional"])}
+    return {
+        "no time column": (no_time, []),
+        "unknown target": (write_csv(folder / "ok.csv", rows), ["--set", 'data.targets=["temperature"]']),
+        "non-numeric value": (write_csv(folder / "text.csv", text), []),
+        "duplicated timestamps": (write_csv(folder / "dup.csv", duplicated), []),
+        "unsorted timestamps": (write_csv(folder / "unsorted.csv", unsorted), []),
+        "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
+        "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
+    }
 
 
-EXPECTED = {"no time column": "no time column 'time_hour'", "unknown target": "no column 'temperature'",
-            "non-numeric value": "non-numeric value 'high' in row 51", "duplicated timestamps": "duplicated timestamp",
-            "unsorted timestamps": "not sorted", "too little data": "too short",
-            "bidirectional": "cannot read the future"}
+EXPECTED = {
+    "no time column": "no time column 'time_hour'",
+    "unknown target": "no column 'temperature'",
+    "non-numeric value": "non-numeric value 'high' in row 51",
+    "duplicated timestamps": "duplicated timestamp",
+    "unsorted timestamps": "not sorted",
+    "too little data": "too short",
+    "bidirectional": "cannot read the future",
+}
 
 
 @pytest.mark.parametrize("case", list(EXPECTED))
@@ -347,8 +404,10 @@ def test_bad_input_is_one_line_exit_2(case, bad_files, tmp_path):
 
 def test_forecast_input_errors_are_one_line(export_path, tmp_path):
     rows = weather_rows("EWR")[:30]
-    for path, expected in ((write_csv(tmp_path / "x.csv", rows, ["origin", "temp"]), "no time column"),
-                           (tmp_path / "missing.csv", "not found")):
+    for path, expected in (
+        (write_csv(tmp_path / "x.csv", rows, ["origin", "temp"]), "no time column"),
+        (tmp_path / "missing.csv", "not found"),
+    ):
         result = invoke(["forecast", "--model", export_path, "--input", path])
         assert result.exit_code == 2 and expected in result.output, result.output
     result = invoke(["forecast", "--model", export_path])
@@ -363,6 +422,7 @@ def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
 
     from nlpapps.data import series
     from nlpapps.errors import UserError
+
     index = pd.date_range("2013-01-01", periods=6, freq="h", tz="UTC")
     frame = pd.DataFrame({"temp": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "dir": [350.0, np.nan, 10.0, 10, 10, 10]}, index)
     filled, observed = series.fill_gaps(frame, max_gap=1, angles=["dir"])
@@ -378,6 +438,7 @@ def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
 
 def test_baselines_persistence_seasonal_naive_and_event_persistence():
     from nlpapps import evaluation
+
     values = np.arange(10.0)
     assert evaluation.persistence(values, 2)[3].tolist() == [3.0, 3.0]
     seasonal = evaluation.seasonal_naive(values, season=4, horizon=5)
@@ -389,14 +450,18 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
     assert evaluation.brier_skill([1, 0], [1, 0], [0.5, 0.5]) == 1.0
 
 
-@pytest.mark.parametrize("override, words", [
-    ("model.bidirectional=true", "model.bidirectional = True: a streaming forecast cannot read the future"),
-    ('data.time_features=["week"]', 'may hold only "day" and "year"'),
-    ("model.horizon=0", "model.horizon = 0: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("model.bidirectional=true", "model.bidirectional = True: a streaming forecast cannot read the future"),
+        ('data.time_features=["week"]', 'may hold only "day" and "year"'),
+        ("model.horizon=0", "model.horizon = 0: must be at least 1"),
+    ],
+)
 def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):
     from nlpapps import recipes
     from nlpapps.errors import UserError
+
     with pytest.raises(UserError, match=words.replace("(", r"\(")):
         recipes.load("forecast", [override])
     recipes.load("sentiment", ["model.bidirectional=true"])  # the same key stays allowed elsewhere

@@ -2,25 +2,30 @@
 the CLI's `predict -` stdin path take any bytes (arbitrary unicode, control characters, empty
 strings, 100,000-character strings, invalid UTF-8) in batches of any size, and answer every text
 with finite outputs, never a crash. Derandomized, so CI sees the same examples every run."""
+
 import json
 
 import numpy as np
 import pytest
+from conftest import invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import invoke
-
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-PROPERTY = settings(max_examples=200, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=200,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 unicode_text = st.text(st.characters(codec="utf-8"), max_size=40)  # any code point, controls included
-controls = st.text(st.characters(min_codepoint=0, max_codepoint=0x1f) | st.sampled_from("\x7f\x85\u2028\ufeff"),
-                   max_size=20)
-huge = st.builds(lambda piece, n: (piece * n)[:100_000], st.text(min_size=1, max_size=8),
-                 st.just(100_000))
+controls = st.text(
+    st.characters(min_codepoint=0, max_codepoint=0x1F) | st.sampled_from("\x7f\x85\u2028\ufeff"), max_size=20
+)
+huge = st.builds(lambda piece, n: (piece * n)[:100_000], st.text(min_size=1, max_size=8), st.just(100_000))
 one_text = st.one_of(
     unicode_text.map(lambda s: s.encode("utf-8")),
     controls.map(lambda s: s.encode("utf-8")),
@@ -35,8 +40,10 @@ batches = st.lists(one_text, min_size=0, max_size=6)
 def signatures(sentiment_export, spam_export):
     import tensorflow as tf
 
-    return {name: tf.saved_model.load(str(path)).signatures["serving_default"]
-            for name, path in (("sentiment", sentiment_export), ("classify", spam_export))}
+    return {
+        name: tf.saved_model.load(str(path)).signatures["serving_default"]
+        for name, path in (("sentiment", sentiment_export), ("classify", spam_export))
+    }
 
 
 def check_outputs(out, n):
@@ -80,8 +87,13 @@ def test_batches_of_0_1_and_5000(signatures, task, size):
     check_outputs(_serve(signatures[task], texts), size)
 
 
-@settings(max_examples=25, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(lines=st.lists(one_text.map(lambda b: b.replace(b"\n", b" ")), min_size=0, max_size=5))
 def test_predict_stdin_answers_every_line(sentiment_export, lines):
     """Each example loads the export in a fresh CLI call (seconds), hence fewer examples here."""

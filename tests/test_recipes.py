@@ -1,4 +1,5 @@
 """Recipes: tasks/<task>.toml is the schema; other recipe files and --set may change its keys only."""
+
 import tomllib
 from pathlib import Path
 
@@ -50,22 +51,24 @@ def test_partial_recipe_is_filled_from_the_task_defaults(tmp_path, defaults):
 
 
 def test_loading_does_not_leak_changes_into_later_loads(tmp_path, defaults):
-    recipes.load(str(write(tmp_path, 'task = "sentiment"\n[data]\nsplit = [0.5, 0.25, 0.25]\n')),
-                 ["model.units=3"])
+    recipes.load(str(write(tmp_path, 'task = "sentiment"\n[data]\nsplit = [0.5, 0.25, 0.25]\n')), ["model.units=3"])
     assert recipes.load("sentiment").settings == defaults
 
 
 def test_set_typing():
-    recipe = recipes.load("sentiment", [
-        "model.units=8",                   # int
-        "data.neutral_band=1",             # float key given an int: becomes a float
-        "train.learning_rate=1e-3",        # float
-        "model.bidirectional=false",       # bool
-        "data.split=[0.7, 0.2, 0.1]",      # list
-        "data.source=reviews/my file.csv",  # not TOML: a plain string
-        'model.cell="lstm"',               # quoted TOML string
-        "data.domain=",                    # empty string
-    ])
+    recipe = recipes.load(
+        "sentiment",
+        [
+            "model.units=8",  # int
+            "data.neutral_band=1",  # float key given an int: becomes a float
+            "train.learning_rate=1e-3",  # float
+            "model.bidirectional=false",  # bool
+            "data.split=[0.7, 0.2, 0.1]",  # list
+            "data.source=reviews/my file.csv",  # not TOML: a plain string
+            'model.cell="lstm"',  # quoted TOML string
+            "data.domain=",  # empty string
+        ],
+    )
     flat = recipe.flat()
     assert flat["model.units"] == 8 and type(flat["model.units"]) is int
     assert flat["data.neutral_band"] == 1.0 and type(flat["data.neutral_band"]) is float
@@ -83,12 +86,15 @@ def test_later_set_wins_over_earlier_and_over_the_file(tmp_path):
     assert recipe["model"]["units"] == 32
 
 
-@pytest.mark.parametrize("override, words", [
-    ("model.nope=1", ["unknown setting", "model.nope"]),
-    ("nope.units=1", ["unknown setting", "nope.units"]),
-    ("units=1", ["unknown setting"]),
-    ("model.units", ["key=value"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("model.nope=1", ["unknown setting", "model.nope"]),
+        ("nope.units=1", ["unknown setting", "nope.units"]),
+        ("units=1", ["unknown setting"]),
+        ("model.units", ["key=value"]),
+    ],
+)
 def test_unknown_set_key_is_a_user_error(override, words):
     with pytest.raises(UserError) as e:
         recipes.load("sentiment", [override])
@@ -96,14 +102,17 @@ def test_unknown_set_key_is_a_user_error(override, words):
         assert word in str(e.value)
 
 
-@pytest.mark.parametrize("override", [
-    "model.units=8.5",           # float for an int
-    "model.units=true",          # bool for an int
-    "train.learning_rate=true",  # bool for a float
-    "model.bidirectional=1",     # int for a bool
-    "data.split=0.8",            # number for a list
-    "model.units=many",          # string for an int
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.units=8.5",  # float for an int
+        "model.units=true",  # bool for an int
+        "train.learning_rate=true",  # bool for a float
+        "model.bidirectional=1",  # int for a bool
+        "data.split=0.8",  # number for a list
+        "model.units=many",  # string for an int
+    ],
+)
 def test_wrong_type_is_a_user_error(override):
     key = override.partition("=")[0]
     with pytest.raises(UserError, match="must be") as e:
@@ -151,7 +160,7 @@ def test_recipe_file_naming_a_recipe_that_is_not_a_task_is_a_user_error(tmp_path
 
 def test_recipe_without_task_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="must name its task"):
-        recipes.load(str(write(tmp_path, '[model]\nunits = 8\n')))
+        recipes.load(str(write(tmp_path, "[model]\nunits = 8\n")))
 
 
 def test_missing_recipe_file_is_a_user_error(tmp_path):

@@ -1,12 +1,12 @@
 """Sentiment end to end: one small model trained per session (conftest), its export layout, metadata,
 SavedModel in a fresh TensorFlow-only process, the .keras twin, and a label-only second run."""
+
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from conftest import tree_digest
 
 # Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 POSITIVE = "What a wonderful, moving film."
 NEGATIVE = "Dreadful, boring and far too long."
-LONG = " ".join(["The plot is dull and the acting is wooden."] * 15
-                + ["But the ending is wonderful, moving and brilliant!"] * 10)  # > 100 tokens
+LONG = " ".join(
+    ["The plot is dull and the acting is wooden."] * 15 + ["But the ending is wonderful, moving and brilliant!"] * 10
+)  # > 100 tokens
 
 # Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps (imports of it fail).
 SERVE_SCRIPT = r"""
@@ -50,8 +51,13 @@ print(json.dumps({
 
 def serve_in_fresh_process(export, texts, raw_bytes=(), cwd=None):
     """Outputs of the export's serving_default on `texts`; items listed in raw_bytes are latin-1 bytes."""
-    proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(export), json.dumps(texts),
-                           json.dumps(list(raw_bytes))], capture_output=True, text=True, cwd=cwd, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, str(export), json.dumps(texts), json.dumps(list(raw_bytes))],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -87,7 +93,7 @@ def test_training_curves_is_a_png(sentiment_export):
 def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
     path, output = sentiment_run
     assert output.rstrip().endswith(f"exported sentiment model to {path}")
-    table = output[output.index("test split"):]
+    table = output[output.index("test split") :]
     for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
         assert word in table
 

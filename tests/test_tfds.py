@@ -1,12 +1,12 @@
 """`--data tfds:NAME` through tensorflow-datasets' real builder machinery (no mock_data): a tiny
 dataset builder of real snippets is prepared into a temporary data_dir, then the CLI, in another
 process that has never seen the builder's code, finds it there through TFDS_DATA_DIR."""
+
 import csv
 import gzip
 import subprocess
 
 import pytest
-
 from conftest import SHIPPED_SENTIMENT, cli_env, nlpapps_exe
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -20,8 +20,12 @@ class TinyReviews(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            "text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["neg", "pos"])}))
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["neg", "pos"])}
+            ),
+        )
 
     def _split_generators(self, dl_manager):
         with gzip.open(SHIPPED_SENTIMENT, "rt", encoding="utf-8") as f:
@@ -49,8 +53,9 @@ def _nlpapps(args, data_dir, cwd):
 
 
 def test_prepared_tfds_dataset_trains_with_no_chatter_on_stderr(data_dir, tmp_path):
-    proc = _nlpapps(["run", "sentiment", "--data", "tfds:tiny_reviews", *TINY, "--output", "models"],
-                    data_dir, tmp_path)
+    proc = _nlpapps(
+        ["run", "sentiment", "--data", "tfds:tiny_reviews", *TINY, "--output", "models"], data_dir, tmp_path
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert proc.stderr == b""
     out = proc.stdout.decode()
@@ -61,5 +66,6 @@ def test_prepared_tfds_dataset_trains_with_no_chatter_on_stderr(data_dir, tmp_pa
 def test_unknown_tfds_name_is_one_line_and_nothing_else(data_dir, tmp_path):
     proc = _nlpapps(["run", "sentiment", "--data", "tfds:no_such_dataset_xyz", *TINY], data_dir, tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.decode().splitlines() == ["nlpapps: error: tfds:no_such_dataset_xyz: cannot load "
-                                                 "(Dataset no_such_dataset_xyz not found.)"]
+    assert proc.stderr.decode().splitlines() == [
+        "nlpapps: error: tfds:no_such_dataset_xyz: cannot load (Dataset no_such_dataset_xyz not found.)"
+    ]

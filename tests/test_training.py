@@ -1,5 +1,6 @@
 """Runs are trustworthy: a run owns its folder, a finished run leaves no backup, and a run killed
 mid-epoch (SIGKILL, a real subprocess) then run again ends exactly as an unbroken run."""
+
 import csv
 import json
 import os
@@ -9,12 +10,25 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import cli_env, nlpapps_exe, run_nlpapps, shipped_rows
 
 # A tiny model on 400 real snippets, 40 steps an epoch: seconds per run, long enough to kill mid-epoch.
-TINY = ["--set", "data.domain=", "--epochs", "4", "--units", "8", "--set", "text.vocab_size=500",
-        "--set", "model.embedding_dim=8", "--batch-size", "8", "--set", "train.patience=10"]
+TINY = [
+    "--set",
+    "data.domain=",
+    "--epochs",
+    "4",
+    "--units",
+    "8",
+    "--set",
+    "text.vocab_size=500",
+    "--set",
+    "model.embedding_dim=8",
+    "--batch-size",
+    "8",
+    "--set",
+    "train.patience=10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +75,7 @@ def _kill_in_epoch(args, epoch, output):
 
 def _weights(path):
     from nlpapps import export
+
     return export.load_keras(path).get_weights()
 
 

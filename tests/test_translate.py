@@ -1,6 +1,7 @@
 """Translation end to end on the shipped Bible pairs: one tiny model trained per module; its export
 served in a TensorFlow-only process on hostile inputs and compared with the CLI and the evaluation;
 greedy vs a width-1 beam; a property test over the signatures; another column pair; bad inputs."""
+
 import csv
 import gzip
 import json
@@ -21,13 +22,36 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "nlpapps" / "data" / "shipped" / "bible_en_fr.tsv.gz"
 # Tiny and quick: the shortest verses only (about 600 pairs), two epochs of a small model.
-TINY = ["--epochs", "2", "--units", "16", "--set", "model.decoder_units=32", "--set", "model.embedding_dim=16",
-        "--set", "model.attention_units=16", "--set", "data.max_source_words=6", "--set", "text.source_vocab=400",
-        "--set", "text.target_vocab=400", "--set", "decode.beam_width=3"]
-HOSTILE = ["In the beginning God created the heavens and the earth.", "",
-           " ".join(["light"] * 500), "Xqzzv blorptangle wibbleforth", "?!... ,;: ( )",
-           "神说：要有光。 Свет!",
-           "   ", "Love your neighbour as yourself."]
+TINY = [
+    "--epochs",
+    "2",
+    "--units",
+    "16",
+    "--set",
+    "model.decoder_units=32",
+    "--set",
+    "model.embedding_dim=16",
+    "--set",
+    "model.attention_units=16",
+    "--set",
+    "data.max_source_words=6",
+    "--set",
+    "text.source_vocab=400",
+    "--set",
+    "text.target_vocab=400",
+    "--set",
+    "decode.beam_width=3",
+]
+HOSTILE = [
+    "In the beginning God created the heavens and the earth.",
+    "",
+    " ".join(["light"] * 500),
+    "Xqzzv blorptangle wibbleforth",
+    "?!... ,;: ( )",
+    "神说：要有光。 Свет!",
+    "   ",
+    "Love your neighbour as yourself.",
+]
 INVALID_UTF8 = b"The light \xff\xfe shines \xc3"
 
 # A fresh interpreter that can import tensorflow but not nlpapps: every signature on the inputs.
@@ -53,8 +77,13 @@ print(json.dumps({name: {k: plain(v) for k, v in model.signatures[name](text=tex
 
 def serve_in_fresh_process(export, raw):
     """Outputs of every signature on `raw` (bytes), in a process that imports only tensorflow."""
-    proc = subprocess.run([sys.executable, "-c", SERVE, str(export), json.dumps([r.decode("latin-1") for r in raw])],
-                          check=False, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE, str(export), json.dumps([r.decode("latin-1") for r in raw])],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -99,7 +128,7 @@ def test_shipped_pairs_match_their_provenance():
 def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
     path, output, meta, _ = tiny
     assert "unigram level of the loss" in output
-    table = output[output.index("test split"):]
+    table = output[output.index("test split") :]
     for word in ("bleu", "chrf", "greedy", "beam 3", "copy the source", "case-insensitive", "sample translations"):
         assert word in table
     assert output.rstrip().endswith(f"exported translate model to {path}")
@@ -115,8 +144,10 @@ def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
 def test_test_split_is_the_seeded_one_within_the_length_limit(tiny):
     _, _, meta, _ = tiny
     splits = sources.load("shipped:bible_en_fr", {"source": "en", "target": "fr"}, fractions=(0.8, 0.1, 0.1), seed=13)
-    short = {k: [p for p in zip(v["source"], v["target"]) if 0 < len(p[0].split()) <= 6 and 0 < len(p[1].split()) <= 30]
-             for k, v in splits.items()}
+    short = {
+        k: [p for p in zip(v["source"], v["target"]) if 0 < len(p[0].split()) <= 6 and 0 < len(p[1].split()) <= 30]
+        for k, v in splits.items()
+    }
     assert meta["data"]["sizes"] == {k: len(v) for k, v in short.items()}
     samples = {(s["source"], s["reference"]) for s in meta["metrics"]["samples"]}
     assert samples <= set(short["test"])
@@ -154,7 +185,7 @@ def test_export_in_a_tensorflow_only_process_on_hostile_inputs_agrees_with_the_c
     cli = run_nlpapps(["translate", "--models", path.parent.parent, "--json", *HOSTILE])
     assert cli.returncode == 0, cli.stderr.decode()
     rows = [json.loads(line) for line in cli.stdout.decode().splitlines()]
-    assert [r["translation"] for r in rows] == served["serving_default"]["translation"][0][:len(HOSTILE)]
+    assert [r["translation"] for r in rows] == served["serving_default"]["translation"][0][: len(HOSTILE)]
     greedy = run_nlpapps(["translate", "--model", path, "--beam", "1", "-"], input=b"\n".join(raw) + b"\n")
     assert greedy.returncode == 0, greedy.stderr.decode()
     assert greedy.stdout.decode().splitlines() == served["translate_greedy"]["translation"][0]
@@ -199,8 +230,9 @@ def test_any_input_gives_one_translation_and_a_finite_score_each(loaded, texts):
 
 def test_show_attention_draws_a_heatmap(tiny, tmp_path):
     png = tmp_path / "attention.png"
-    result = run_nlpapps(["translate", "--model", tiny[0], "--show-attention", png,
-                          "The light shines in the darkness.", "Jesus wept."])
+    result = run_nlpapps(
+        ["translate", "--model", tiny[0], "--show-attention", png, "The light shines in the darkness.", "Jesus wept."]
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert len(result.stdout.decode().splitlines()) == 2
     for p in (png, tmp_path / "attention-2.png"):
@@ -227,8 +259,20 @@ def test_another_column_pair_trains_from_a_users_tsv(tmp_path):
         writer = csv.writer(f, delimiter="\t")
         writer.writerow(["french", "english"])
         writer.writerows([[r["fr"], r["en"]] for r in rows] + [["Bonjour.", ""], ["", "Hello."]])
-    export, output, meta = train(["translate", "--data", path, "--set", "data.source_column=french",
-                                  "--set", "data.target_column=english", "--epochs", "1"], tmp_path / "out")
+    export, output, meta = train(
+        [
+            "translate",
+            "--data",
+            path,
+            "--set",
+            "data.source_column=french",
+            "--set",
+            "data.target_column=english",
+            "--epochs",
+            "1",
+        ],
+        tmp_path / "out",
+    )
     assert "(french → english)" in output and "skipped 2 with a blank side" in output
     assert meta["data"]["columns"] == ["french", "english"]
     result = run_nlpapps(["translate", "--model", export, "Au commencement, Dieu créa les cieux et la terre."])
@@ -239,8 +283,14 @@ def test_tfds_translation_datasets_give_pairs_by_language_code(tmp_path):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("ted_hrlr_translate/pt_to_en", data_dir=str(tmp_path / "tfds"))
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=name, shard_lengths=[20], num_bytes=0) for name in ("train", "validation", "test")]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(name=name, shard_lengths=[20], num_bytes=0)
+                for name in ("train", "validation", "test")
+            ]
+        )
+    )
     os.makedirs(builder.data_dir)
     builder.info.write_to_directory(builder.data_dir)
     with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path / "tfds")):
@@ -267,17 +317,22 @@ def write_tsv(path, rows):
     return path
 
 
-@pytest.mark.parametrize("rows, columns, message", [
-    ([["en", "de"], ["Hello.", "Hallo."]] * 20, [], "no column 'fr'"),
-    ([["en", "fr"], *[["Hello.", ""]] * 30], [], "no pair within the length limits"),
-    ([["en", "fr"], ["Hello.", "Bonjour."]], [], "too few rows"),
-], ids=["missing-column", "blank-targets", "one-row"])
+@pytest.mark.parametrize(
+    "rows, columns, message",
+    [
+        ([["en", "de"], ["Hello.", "Hallo."]] * 20, [], "no column 'fr'"),
+        ([["en", "fr"], *[["Hello.", ""]] * 30], [], "no pair within the length limits"),
+        ([["en", "fr"], ["Hello.", "Bonjour."]], [], "too few rows"),
+    ],
+    ids=["missing-column", "blank-targets", "one-row"],
+)
 def test_bad_pairs_files_end_with_one_line(tmp_path, rows, columns, message):
     path = write_tsv(tmp_path / "pairs.tsv", rows)
     line = one_line_error(run_nlpapps(["run", "translate", "--data", path, *columns, "--output", tmp_path / "out"]))
     assert message in line
     assert not (tmp_path / "out" / "translate").exists() or not any(
-        p.name.isdigit() for p in (tmp_path / "out" / "translate").iterdir())
+        p.name.isdigit() for p in (tmp_path / "out" / "translate").iterdir()
+    )
 
 
 def test_bad_translate_options_end_with_one_line(tiny, tmp_path):

@@ -1,12 +1,12 @@
 """A normal (not editable) install works: the wheel carries the recipes and the shipped data, and
 its console script trains and predicts from a folder that is not the checkout."""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,13 +16,32 @@ ROOT = Path(__file__).resolve().parent.parent
 def installed(tmp_path_factory):
     """The wheel built from this checkout, unpacked into its own folder with its console script."""
     tmp = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     wheel = next((tmp / "dist").glob("nlpapps-*.whl"))
     target = tmp / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-                              str(wheel)], capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
@@ -33,14 +52,20 @@ def installed(tmp_path_factory):
 
 def _run(installed, *args):
     target, elsewhere, env = installed
-    return subprocess.run([str(target / "bin" / "nlpapps"), *args], cwd=elsewhere, capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [str(target / "bin" / "nlpapps"), *args], cwd=elsewhere, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_the_installed_copy_is_the_one_imported(installed):
     target, elsewhere, env = installed
-    proc = subprocess.run([sys.executable, "-c", "import nlpapps; print(nlpapps.__file__)"], cwd=elsewhere,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import nlpapps; print(nlpapps.__file__)"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert Path(proc.stdout.strip()).is_relative_to(target), proc.stdout
 
 

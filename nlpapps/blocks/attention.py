@@ -31,10 +31,10 @@ class Attention(keras.layers.Layer):
         query_shape, values_shape = input_shape
         dq, dv = query_shape[-1], values_shape[-1]
         if self.score == "additive":
-            self.query_kernel = self.add_weight(shape=(dq, self.units), initializer="glorot_uniform",
-                                                name="query_kernel")
-            self.key_kernel = self.add_weight(shape=(dv, self.units), initializer="glorot_uniform",
-                                              name="key_kernel")
+            self.query_kernel = self.add_weight(
+                shape=(dq, self.units), initializer="glorot_uniform", name="query_kernel"
+            )
+            self.key_kernel = self.add_weight(shape=(dv, self.units), initializer="glorot_uniform", name="key_kernel")
             self.v = self.add_weight(shape=(self.units,), initializer="glorot_uniform", name="v")
         else:
             self.kernel = self.add_weight(shape=(dq, dv), initializer="glorot_uniform", name="kernel")

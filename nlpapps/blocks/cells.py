@@ -55,13 +55,9 @@ class LSTMCell(keras.layers.Layer):
 
     def build(self, input_shape):
         n = self.units
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], 4 * n), initializer="glorot_uniform", name="kernel"
-        )
+        self.kernel = self.add_weight(shape=(input_shape[-1], 4 * n), initializer="glorot_uniform", name="kernel")
         # Orthogonal recurrent weights keep repeated multiplication by U well conditioned.
-        self.recurrent_kernel = self.add_weight(
-            shape=(n, 4 * n), initializer="orthogonal", name="recurrent_kernel"
-        )
+        self.recurrent_kernel = self.add_weight(shape=(n, 4 * n), initializer="orthogonal", name="recurrent_kernel")
         self.bias = self.add_weight(shape=(4 * n,), initializer=_forget_bias_init(n), name="bias")
 
     def _preactivations(self, x, h):
@@ -144,12 +140,8 @@ class GRUCell(keras.layers.Layer):
 
     def build(self, input_shape):
         n = self.units
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], 3 * n), initializer="glorot_uniform", name="kernel"
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(n, 3 * n), initializer="orthogonal", name="recurrent_kernel"
-        )
+        self.kernel = self.add_weight(shape=(input_shape[-1], 3 * n), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(n, 3 * n), initializer="orthogonal", name="recurrent_kernel")
         self.bias = self.add_weight(shape=(3 * n,), initializer="zeros", name="bias")
 
     def call(self, inputs, states, training=False):

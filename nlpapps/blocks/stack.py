@@ -154,7 +154,9 @@ class RecurrentStack(keras.layers.Layer):
         for k, layer in enumerate(self.rnn_layers):
             kwargs = {"mask": mask, "training": training}
             if initial_state is not None and (k == 0 or self.all_states):
-                kwargs["initial_state"] = list(initial_state)[k * n:(k + 1) * n] if self.all_states else list(initial_state)
+                kwargs["initial_state"] = (
+                    list(initial_state)[k * n : (k + 1) * n] if self.all_states else list(initial_state)
+                )
             y = layer(x, **kwargs)
             if self.return_state and (k == self.depth - 1 or self.all_states):
                 y, states = y[0], states + list(y[1:])
@@ -172,7 +174,7 @@ class RecurrentStack(keras.layers.Layer):
             # Keras returns each layer's fwd states then its bwd states; pair them up per state.
             paired = []
             for k in range(0, len(states), 2 * n):
-                layer_states = states[k:k + 2 * n]
+                layer_states = states[k : k + 2 * n]
                 paired += [ops.concatenate([f, b], axis=-1) for f, b in zip(layer_states[:n], layer_states[n:])]
             states = paired
         return x, states

@@ -6,6 +6,7 @@ their physical units up to the model: the `Encode` layer (sin-cos of angles and 
 and of year, then the training period's mean and standard deviation) runs inside the model, so the
 export takes raw readings exactly as a station reports them.
 """
+
 import math
 import re
 
@@ -39,8 +40,14 @@ def read_table(spec, *, skip_rows=0, dtype=str):
     path = _path(spec)
     sep = "\t" if ".tsv" in str(path).lower() else ","
     try:
-        return pd.read_csv(path, sep=sep, skiprows=skip_rows, dtype=dtype, keep_default_na=False,
-                           na_values=["", "NA", "NaN", "nan", "null"])
+        return pd.read_csv(
+            path,
+            sep=sep,
+            skiprows=skip_rows,
+            dtype=dtype,
+            keep_default_na=False,
+            na_values=["", "NA", "NaN", "nan", "null"],
+        )
     except FileNotFoundError:
         raise UserError(f"data file not found: {spec}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
@@ -72,8 +79,9 @@ def numeric(table, columns, origin="data"):
         bad = values.isna() & table[column].notna()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise UserError(f"{origin}: column {column!r} holds a non-numeric value {table[column].iloc[row]!r} "
-                            f"in row {row + 1}")
+            raise UserError(
+                f"{origin}: column {column!r} holds a non-numeric value {table[column].iloc[row]!r} in row {row + 1}"
+            )
         out[column] = values.to_numpy(float)
     return pd.DataFrame(out, index=table.index)
 
@@ -114,20 +122,25 @@ def load(spec, d, columns, interval=None, origin=None):
     if d["station_column"] and d["station_column"] in table:
         stations = sorted(set(table[d["station_column"]].dropna()))
         if d["station"] not in stations:
-            raise UserError(f"{origin}: no station {d['station']!r} in column {d['station_column']!r}; "
-                            f"stations: {', '.join(map(str, stations))}")
+            raise UserError(
+                f"{origin}: no station {d['station']!r} in column {d['station_column']!r}; "
+                f"stations: {', '.join(map(str, stations))}"
+            )
         table = table[table[d["station_column"]] == d["station"]].reset_index(drop=True)
         notes.append(f"station {d['station']}")
     times = timestamps(table, d["time_column"], d["date_column"], origin)
     frame = numeric(table, list(dict.fromkeys(columns)), origin)
     frame.index = times
     if times.has_duplicates:
-        raise UserError(f"{origin}: duplicated timestamp {times[times.duplicated()][0]}; one reading per time "
-                        f"is expected (several stations? set data.station_column)")
+        raise UserError(
+            f"{origin}: duplicated timestamp {times[times.duplicated()][0]}; one reading per time "
+            f"is expected (several stations? set data.station_column)"
+        )
     if not times.is_monotonic_increasing:
         row = int(np.flatnonzero(np.diff(unix_seconds(times)) < 0)[0]) + 1
-        raise UserError(f"{origin}: timestamps are not sorted: row {row + 1} ({times[row]}) comes before "
-                        f"the row above it")
+        raise UserError(
+            f"{origin}: timestamps are not sorted: row {row + 1} ({times[row]}) comes before the row above it"
+        )
     if len(times) < 2 and (interval is None or not len(times)):
         raise UserError(f"{origin}: {len(times)} readings; far too few for a series")
     interval = pd.Series(times).diff().median() if interval is None else interval
@@ -148,8 +161,10 @@ def fill_gaps(frame, max_gap, angles=(), origin="data"):
         runs = _runs(missing)
         if runs and max(r[1] for r in runs) > max_gap:
             start, length = max(runs, key=lambda r: r[1])
-            raise UserError(f"{origin}: column {column!r} is missing for {length} steps in a row from "
-                            f"{frame.index[start]}; data.max_gap is {max_gap}: raise it or drop the column")
+            raise UserError(
+                f"{origin}: column {column!r} is missing for {length} steps in a row from "
+                f"{frame.index[start]}; data.max_gap is {max_gap}: raise it or drop the column"
+            )
     filled = frame.copy()
     plain = [c for c in frame if c not in angles]
     filled[plain] = frame[plain].interpolate(limit_direction="both")
@@ -185,8 +200,8 @@ def target_arrays(frame, observed, targets, horizon, event_window=1):
     future = np.full((n, horizon, len(targets)), np.nan)
     future_seen = np.zeros((n, horizon, len(targets)), bool)
     for h in range(1, horizon + 1):
-        future[:n - h, h - 1] = values[h:]
-        future_seen[:n - h, h - 1] = seen[h:]
+        future[: n - h, h - 1] = values[h:]
+        future_seen[: n - h, h - 1] = seen[h:]
     return future, future_seen
 
 
@@ -236,8 +251,10 @@ class Encode(keras.layers.Layer):
         for period in (PERIODS[p] for p in self.periods):
             phase = tf.cast(tf.math.floormod(tf.where(finite, seconds, 0.0), period) / period, "float32")
             zero = tf.zeros_like(phase)
-            columns += [tf.where(finite, tf.sin(2 * math.pi * phase), zero),
-                        tf.where(finite, tf.cos(2 * math.pi * phase), zero)]
+            columns += [
+                tf.where(finite, tf.sin(2 * math.pi * phase), zero),
+                tf.where(finite, tf.cos(2 * math.pi * phase), zero),
+            ]
         x = tf.stack(columns, axis=-1)
         x = (x - tf.constant(self.mean, "float32")) / tf.constant(self.std, "float32")
         return tf.clip_by_value(x, -CLIP, CLIP)
@@ -246,8 +263,14 @@ class Encode(keras.layers.Layer):
         return tuple(input_shape[0][:-1]) + (self.width,)
 
     def get_config(self):
-        return {**super().get_config(), "angles": self.angles, "periods": self.periods, "events": self.events,
-                "mean": self.mean, "std": self.std}
+        return {
+            **super().get_config(),
+            "angles": self.angles,
+            "periods": self.periods,
+            "events": self.events,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
 
 def fitted_encoder(readings, seconds, angles, periods, events=(), name="encode"):
@@ -261,9 +284,11 @@ def fitted_encoder(readings, seconds, angles, periods, events=(), name="encode")
 def carry_forward(readings, last):
     """Replace each non-finite reading by the last finite one of its feature: readings [batch, time,
     features], last [batch, features] (the value before the first step). Returns (filled, new last)."""
+
     def step(previous, x):
         kept = tf.where(tf.math.is_finite(x), x, previous)
         return kept, kept
+
     time_major = tf.transpose(readings, [1, 0, 2])
     final, filled = tf.scan(lambda carry, x: step(carry[0], x), time_major, initializer=(last, last))
     return tf.transpose(filled, [1, 0, 2]), tf.cond(tf.shape(readings)[1] > 0, lambda: final[-1], lambda: last)
@@ -279,7 +304,8 @@ def windows(readings, seconds, targets, start, stop, length, stride, batch_size,
     t = tf.constant(seconds, "float64")
     y = {k: tf.constant(v, "float32") for k, v in targets.items()}
     ds = tf.data.Dataset.from_tensor_slices(starts).map(
-        lambda s: ((x[s:s + length], t[s:s + length]), {k: v[s:s + length] for k, v in y.items()}))
+        lambda s: ((x[s : s + length], t[s : s + length]), {k: v[s : s + length] for k, v in y.items()})
+    )
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)

@@ -7,6 +7,7 @@ A spec is one of
   path/to/folder/        one sub-folder per class, one .txt file per document
 Each split is a dict of numpy arrays keyed by the caller's canonical column names.
 """
+
 import csv
 import gzip
 import io
@@ -25,8 +26,18 @@ TFDS_LABEL_FIELDS = ("label", "label_coarse", "topic")
 csv.field_size_limit(2**31 - 1)  # a text may be longer than the csv module's default 128 KiB
 
 
-def load(spec, columns, *, optional=(), fractions=(0.8, 0.1, 0.1), seed=0, max_bad_rows=0.01, log=None,
-         notes=None, texts=("text",)):
+def load(
+    spec,
+    columns,
+    *,
+    optional=(),
+    fractions=(0.8, 0.1, 0.1),
+    seed=0,
+    max_bad_rows=0.01,
+    log=None,
+    notes=None,
+    texts=("text",),
+):
     """Splits of `spec` with `columns` = {canonical name: source column}; `texts` names the free-text
     columns (empty ones are the caller's to skip and count).
 
@@ -91,11 +102,14 @@ def check_rows(table, columns, lines, misfits, origin, max_bad_rows, log, notes,
         return table
     found.sort()
     count, total = sum(span for _, span, _ in found), n + sum(span for _, span, _ in misfits)
-    shown = "; ".join(f"line {line}{f'-{line + span - 1}' if span > 1 else ''}: {reason}"
-                      for line, span, reason in found[:5]) + ("; ..." if len(found) > 5 else "")
+    shown = "; ".join(
+        f"line {line}{f'-{line + span - 1}' if span > 1 else ''}: {reason}" for line, span, reason in found[:5]
+    ) + ("; ..." if len(found) > 5 else "")
     if count > max_bad_rows * total:
-        raise UserError(f"{origin}: {count} of {total} rows do not fit ({shown}); more than data.max_bad_rows"
-                        f" = {max_bad_rows} allows: fix the data, or raise the threshold")
+        raise UserError(
+            f"{origin}: {count} of {total} rows do not fit ({shown}); more than data.max_bad_rows"
+            f" = {max_bad_rows} allows: fix the data, or raise the threshold"
+        )
     if log:
         log(f"{origin}: skipped {count} {'rows that do' if count > 1 else 'row that does'} not fit ({shown})")
     if notes is not None:
@@ -164,8 +178,9 @@ def _delimited(path, text, tsv):
     """Rows of a CSV (quoted fields may hold commas, quotes and newlines) or a TSV (no quoting at all:
     one row a line, a '"' is a character like any other). Rows with another number of fields than
     the header are returned apart, with their line and how many lines they span."""
-    reader = csv.reader(io.StringIO(text), delimiter="\t" if tsv else ",",
-                        quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    reader = csv.reader(
+        io.StringIO(text), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
+    )
     rows, lines, misfits, header, end = [], [], [], None, 0
     try:
         for record in reader:
@@ -215,7 +230,9 @@ def _tfds(name, columns, optional, fractions, seed):
     features = info.features
     mapping = {}
     for canonical, column in columns.items():
-        fallbacks = {"text": TFDS_TEXT_FIELDS, "label": TFDS_LABEL_FIELDS, "target": TFDS_LABEL_FIELDS}.get(canonical, ())
+        fallbacks = {"text": TFDS_TEXT_FIELDS, "label": TFDS_LABEL_FIELDS, "target": TFDS_LABEL_FIELDS}.get(
+            canonical, ()
+        )
         found = column if column in features else next((f for f in fallbacks if f in features), None)
         if found is None and column and canonical not in optional:
             raise UserError(f"tfds:{name}: no field {column!r}; fields are: {', '.join(features)}")
@@ -224,8 +241,9 @@ def _tfds(name, columns, optional, fractions, seed):
     out = {}
     for split_name, ds in splits.items():
         rows = list(tfds.as_numpy(ds))
-        out[split_name] = {c: np.array([_tfds_value(features[f], r[f]) for r in rows], dtype=object)
-                           for c, f in mapping.items()}
+        out[split_name] = {
+            c: np.array([_tfds_value(features[f], r[f]) for r in rows], dtype=object) for c, f in mapping.items()
+        }
     if "validation" not in out:
         # carve a seeded validation set from train, in the recipe's train:validation proportion
         train = split(out.pop("train"), (fractions[0], fractions[1], 0.0), seed)

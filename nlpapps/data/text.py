@@ -3,9 +3,10 @@
 Vectorization happens once, outside the model; batches are grouped by length so that a batch of
 short texts is not padded to the longest text of the corpus.
 """
+
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from nlpapps.errors import UserError
 
@@ -54,8 +55,15 @@ def standardize_words(text):
 
 # Spaces that tokenization added and written text does not have: none before closing punctuation,
 # none after opening brackets, none around apostrophes and hyphens.
-_DETOKENIZE = ((r"\s+", " "), (r" ([.,;:!?)\]}»%])", r"\1"), (r"([(\[{«¿¡]) ", r"\1"), (r" ?' ?", "'"),
-               (r" ?- ?", "-"), (r'" ([^"]*?) "', r'"\1"'), (r"^ | $", ""))
+_DETOKENIZE = (
+    (r"\s+", " "),
+    (r" ([.,;:!?)\]}»%])", r"\1"),
+    (r"([(\[{«¿¡]) ", r"\1"),
+    (r" ?' ?", "'"),
+    (r" ?- ?", "-"),
+    (r'" ([^"]*?) "', r'"\1"'),
+    (r"^ | $", ""),
+)
 
 
 def detokenize(joined):
@@ -68,8 +76,9 @@ def detokenize(joined):
 def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize):
     """A TextVectorization layer whose vocabulary comes from the training texts. With ngrams > 1
     a text's words are followed by its word bigrams (… up to n-grams), each one token."""
-    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, output_mode="int",
-                                                standardize=standardize, ngrams=ngrams if ngrams > 1 else None)
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=vocab_size, output_mode="int", standardize=standardize, ngrams=ngrams if ngrams > 1 else None
+    )
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
     return vectorizer
 
@@ -99,8 +108,10 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
     first = tf.nest.flatten(ids)[0]
     # Slices of a ragged tensor come out ragged-typed; the map makes them plain 1-D tensors.
     ds = tf.data.Dataset.from_tensor_slices((ids, targets))
-    ds = ds.map(lambda x, y: (tf.nest.map_structure(lambda t: tf.cast(t, tf.int32), x),
-                              tf.nest.map_structure(_plain, y)), num_parallel_calls=AUTOTUNE).cache()
+    ds = ds.map(
+        lambda x, y: (tf.nest.map_structure(lambda t: tf.cast(t, tf.int32), x), tf.nest.map_structure(_plain, y)),
+        num_parallel_calls=AUTOTUNE,
+    ).cache()
     if shuffle and epoch is not None:
         ds = ds.shuffle(int(first.nrows()), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     elif shuffle:
@@ -108,8 +119,11 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
     if bucketed:
         edges = bucket_boundaries(int(first.row_lengths().numpy().max()))
         ds = ds.bucket_by_sequence_length(
-            lambda x, _: tf.shape(tf.nest.flatten(x)[0])[0], edges, [batch_size] * (len(edges) + 1),
-            pad_to_bucket_boundary=False)
+            lambda x, _: tf.shape(tf.nest.flatten(x)[0])[0],
+            edges,
+            [batch_size] * (len(edges) + 1),
+            pad_to_bucket_boundary=False,
+        )
     else:
         ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], _shapes(targets)))
     return ds.prefetch(AUTOTUNE)
@@ -139,7 +153,7 @@ class ServingIds(keras.layers.Layer):
         self.max_tokens = max_tokens
 
     def call(self, ids):
-        ids = ids[:, :self.max_tokens]
+        ids = ids[:, : self.max_tokens]
         return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
 
     def get_config(self):

@@ -1,5 +1,6 @@
 """One module per application; each exposes NAME and run(recipe, output_root, log); the text-in
 tasks also rows(outputs, top_k) for `nlpapps predict`; forecast is served by `nlpapps forecast`."""
+
 import importlib
 
 TASKS = ("sentiment", "classify", "translate", "forecast")

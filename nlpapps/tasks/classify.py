@@ -5,6 +5,7 @@ Two classes train one sigmoid unit, more a softmax. Either way the model's singl
 probabilities[batch, K] over the classes in sorted order ([1 - p, p] for the sigmoid), so the export
 gives the same label/probabilities/classes for every K. Class weights can balance skewed data.
 """
+
 import keras
 import numpy as np
 
@@ -24,8 +25,12 @@ def build(vocab_size, n_classes, m, learning_rate):
         probabilities = keras.layers.Dense(n_classes, activation="softmax", name="softmax")(x)
     model = keras.Model(ids, {"probabilities": probabilities}, name="classify")
     # On [1 - p, p] this loss is the binary cross-entropy of p.
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
     return model
 
 
@@ -51,13 +56,19 @@ def run(recipe, output_root, log=print):
         if not len(splits[name]["y"]):
             raise UserError(f"{d['source']}: no {name} row has a label seen in training; the data has too few rows")
     weights = class_weights(splits["train"]["y"], len(classes), t["class_weights"])
-    note = ("off" if weights is None else ", ".join(f"{classes[i]} {w:.2f}" for i, w in weights.items())
-            if len(weights) <= 8 else f"from {min(weights.values()):.2f} to {max(weights.values()):.2f}")
+    note = (
+        "off"
+        if weights is None
+        else ", ".join(f"{classes[i]} {w:.2f}" for i, w in weights.items())
+        if len(weights) <= 8
+        else f"from {min(weights.values()):.2f} to {max(weights.values()):.2f}"
+    )
     log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights {note}")
 
     model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
-    history, seconds = many_to_one.fit(model, ids, {k: v["y"] for k, v in splits.items()}, recipe,
-                                       output_root, class_weight=weights)
+    history, seconds = many_to_one.fit(
+        model, ids, {k: v["y"] for k, v in splits.items()}, recipe, output_root, class_weight=weights
+    )
 
     test, train = splits["test"], splits["train"]
     predicted = np.array(classes, dtype=object)[many_to_one.predict(model, ids["test"])["probabilities"].argmax(-1)]
@@ -67,26 +78,39 @@ def run(recipe, output_root, log=print):
     present = set(test["label"]) | set(predicted)
     scored = [c for c in classes if c in present]
     scores = evaluation.classification(test["label"], predicted, scored)
-    summary = [{"predictor": name, "texts": len(predicted), **{k: c[k] for k in ("accuracy", "macro_f1")}}
-               for name, c in (("model", scores), ("majority class", evaluation.classification(
-                   test["label"], baseline, scored)))]
+    summary = [
+        {"predictor": name, "texts": len(predicted), **{k: c[k] for k in ("accuracy", "macro_f1")}}
+        for name, c in (
+            ("model", scores),
+            ("majority class", evaluation.classification(test["label"], baseline, scored)),
+        )
+    ]
     per_class = [{"class": k, **v} for k, v in scores["per_class"].items()]
     log("\ntest split")
     log(evaluation.table(summary, list(summary[0])))
     log("\n" + evaluation.table(per_class, list(per_class[0])))
     metadata = {
-        "data": {"source": d["source"], "sizes": {k: len(v["text"]) for k, v in splits.items()},
-                 "skipped_empty": {k: dropped[k] for k in splits},
-                 "skipped_bad_rows": dropped["bad_rows"], "texts_cut": cut, "class_weights": weights},
-        "metrics": {"headline": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]},
-                    "test": summary, "per_class": scores["per_class"]},
+        "data": {
+            "source": d["source"],
+            "sizes": {k: len(v["text"]) for k, v in splits.items()},
+            "skipped_empty": {k: dropped[k] for k in splits},
+            "skipped_bad_rows": dropped["bad_rows"],
+            "texts_cut": cut,
+            "class_weights": weights,
+        },
+        "metrics": {
+            "headline": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]},
+            "test": summary,
+            "per_class": scores["per_class"],
+        },
         "figures": {"confusion_matrix": "confusion_matrix.png", "training_curves": "training_curves.png"},
-        "history": history, "train_seconds": round(seconds, 1),
+        "history": history,
+        "train_seconds": round(seconds, 1),
     }
-    confusion = ("confusion_matrix.png",
-                 lambda p: evaluation.plot_confusion(test["label"], predicted, scored, p))
-    return many_to_one.save(recipe, output_root, model, vectorizer, classes, lambda result: {},
-                            metadata, extras=(confusion,))
+    confusion = ("confusion_matrix.png", lambda p: evaluation.plot_confusion(test["label"], predicted, scored, p))
+    return many_to_one.save(
+        recipe, output_root, model, vectorizer, classes, lambda result: {}, metadata, extras=(confusion,)
+    )
 
 
 def rows(outputs, top_k=None):
@@ -95,7 +119,7 @@ def rows(outputs, top_k=None):
     classes = [c.decode() for c in outputs["classes"]]
     out = []
     for probabilities in outputs["probabilities"]:
-        best = np.argsort(-probabilities, kind="stable")[:top_k or 1]
+        best = np.argsort(-probabilities, kind="stable")[: top_k or 1]
         row = {}
         for rank, i in enumerate(best, 1):
             suffix = "" if rank == 1 else f"_{rank}"

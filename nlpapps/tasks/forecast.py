@@ -8,6 +8,7 @@ AUC against climatology, persistence and a logistic regression on the current re
 takes raw readings in physical units: carrying missing readings forward, the encodings and the
 normalisation all happen inside it.
 """
+
 import time
 
 import keras
@@ -32,6 +33,7 @@ def check(recipe):
 
 # --------------------------------------------------------------------------------------------- data
 
+
 def prepare(recipe, log):
     """The series on its regular grid with gaps filled, its periods, and the training arrays."""
     d, horizon = recipe["data"], recipe["model"]["horizon"]
@@ -39,22 +41,36 @@ def prepare(recipe, log):
     frame, interval, notes = series.load(d["source"], d, [*d["features"], *(c for _, c, _ in targets)])
     for name, column, threshold in targets:
         if threshold is None and column not in d["features"]:
-            raise UserError(f"data.targets: {name!r} is not among data.features; a quantity's forecast builds "
-                            f"on its current reading, so add it there")
+            raise UserError(
+                f"data.targets: {name!r} is not among data.features; a quantity's forecast builds "
+                f"on its current reading, so add it there"
+            )
     filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], d["source"])
     n = len(filled)
     a, b = series.chronological(n, d["split"])
     # Every period must hold one sequence and its horizon; training sequences may be shorter than
     # train.window when the training period is.
     if min(a - horizon, b - a - horizon, n - b - horizon) < 8:
-        raise UserError(f"{d['source']}: {n} steps split {d['split']} leave a period too short for a sequence "
-                        f"and its {horizon}-step horizon; give more data or a shorter model.horizon")
+        raise UserError(
+            f"{d['source']}: {n} steps split {d['split']} leave a period too short for a sequence "
+            f"and its {horizon}-step horizon; give more data or a shorter model.horizon"
+        )
     future, future_seen = series.target_arrays(filled, observed, targets, horizon, d["event_window"])
-    log(f"data: {d['source']}: " + "; ".join(notes) + f"; {int((~observed.to_numpy()).sum())} missing values "
-        f"interpolated; periods: train {a}, validation {b - a}, test {n - b} steps")
-    return {"frame": filled, "observed": observed, "interval": interval, "targets": targets,
-            "future": future, "future_seen": future_seen, "bounds": (a, b, n),
-            "readings": filled[d["features"]].to_numpy("float32"), "seconds": series.unix_seconds(filled.index)}
+    log(
+        f"data: {d['source']}: " + "; ".join(notes) + f"; {int((~observed.to_numpy()).sum())} missing values "
+        f"interpolated; periods: train {a}, validation {b - a}, test {n - b} steps"
+    )
+    return {
+        "frame": filled,
+        "observed": observed,
+        "interval": interval,
+        "targets": targets,
+        "future": future,
+        "future_seen": future_seen,
+        "bounds": (a, b, n),
+        "readings": filled[d["features"]].to_numpy("float32"),
+        "seconds": series.unix_seconds(filled.index),
+    }
 
 
 def season_of(interval, n):
@@ -71,6 +87,7 @@ def season_of(interval, n):
 
 # -------------------------------------------------------------------------------------------- model
 
+
 def build(encoder, n_features, targets, m, t, steps_per_epoch):
     """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
     it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]. The heads
@@ -78,9 +95,18 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
     is there from the start and the recurrent state adds the history."""
     readings = keras.Input((None, n_features), name="readings")
     seconds = keras.Input((None,), dtype="float64", name="time")
-    stack = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=False,
-                            dropout=m["dropout"], residual=m["residual"], return_sequences=True,
-                            return_state=True, all_states=True, name="stack")
+    stack = recurrent_stack(
+        cell=m["cell"],
+        units=m["units"],
+        depth=m["depth"],
+        bidirectional=False,
+        dropout=m["dropout"],
+        residual=m["residual"],
+        return_sequences=True,
+        return_state=True,
+        all_states=True,
+        name="stack",
+    )
     x = encoder([readings, seconds])
     y, _ = stack(x)
     y = keras.layers.Concatenate(name="with_reading")([y, x])
@@ -96,9 +122,12 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
     model = keras.Model([readings, seconds], outputs, name="forecast")
     # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
     rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=1.0), loss=losses,
-                  loss_weights={"quantities": 1.0, "events": t["event_weight"]}
-                  if len(losses) == 2 else None, jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate, clipnorm=1.0),
+        loss=losses,
+        loss_weights={"quantities": 1.0, "events": t["event_weight"]} if len(losses) == 2 else None,
+        jit_compile=False,
+    )
     return model
 
 
@@ -124,6 +153,7 @@ def training_targets(data, features, scale):
 
 # ------------------------------------------------------------------------------------------- export
 
+
 def streaming_functions(model, features, targets, horizon, scale, start):
     """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`.
     scale: (mean, std) of the quantities' changes [horizon, Kq]; start: the reading assumed before
@@ -132,8 +162,11 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder, stack, join = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("with_reading")
     present = {layer.name for layer in model.layers}
-    heads = [(model.get_layer(f"{kind}_head"), kind == "events") for kind in ("quantities", "events")
-             if f"{kind}_head" in present]
+    heads = [
+        (model.get_layer(f"{kind}_head"), kind == "events")
+        for kind in ("quantities", "events")
+        if f"{kind}_head" in present
+    ]
     hidden = model.get_layer("head_hidden") if "head_hidden" in present else (lambda v: v)
     kinds = np.array([threshold is None for _, _, threshold in targets])
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
@@ -164,8 +197,10 @@ def streaming_functions(model, features, targets, horizon, scale, start):
         return {"forecast": out[:, -1], "forecasts": out}
 
     def initial_state(batch_size):
-        return {"last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-                **dict(zip(names, zero_states(batch_size)))}
+        return {
+            "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
+            **dict(zip(names, zero_states(batch_size))),
+        }
 
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
@@ -175,18 +210,35 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     f = tf.float32
     state_specs = [tf.TensorSpec([None, stack.units], f, name=name) for name in names]
     return {
-        "serving_default": (forecast, [tf.TensorSpec([None, None, n_features], f, name="readings"),
-                                       tf.TensorSpec([None, None], tf.float64, name="time")]),
-        "forecast": (forecast, [tf.TensorSpec([None, None, n_features], f, name="readings"),
-                                tf.TensorSpec([None, None], tf.float64, name="time")]),
+        "serving_default": (
+            forecast,
+            [
+                tf.TensorSpec([None, None, n_features], f, name="readings"),
+                tf.TensorSpec([None, None], tf.float64, name="time"),
+            ],
+        ),
+        "forecast": (
+            forecast,
+            [
+                tf.TensorSpec([None, None, n_features], f, name="readings"),
+                tf.TensorSpec([None, None], tf.float64, name="time"),
+            ],
+        ),
         "initial_state": (initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
-        "step": (step, [tf.TensorSpec([None, n_features], f, name="reading"),
-                        tf.TensorSpec([None], tf.float64, name="time"),
-                        tf.TensorSpec([None, n_features], f, name="last_reading"), *state_specs]),
+        "step": (
+            step,
+            [
+                tf.TensorSpec([None, n_features], f, name="reading"),
+                tf.TensorSpec([None], tf.float64, name="time"),
+                tf.TensorSpec([None, n_features], f, name="last_reading"),
+                *state_specs,
+            ],
+        ),
     }, ["last_reading", *names]
 
 
 # --------------------------------------------------------------------------------------- evaluation
+
 
 def evaluate(data, predicted, encoded, season, horizon, event_window):
     """Rows for the quantity and the event tables over the test period, and the curves and series
@@ -200,8 +252,10 @@ def evaluate(data, predicted, encoded, season, horizon, event_window):
     for k, (name, column, threshold) in enumerate(data["targets"]):
         values = frame[column].to_numpy(float)
         if threshold is None:
-            baselines = {"persistence": evaluation.persistence(values, horizon),
-                         "seasonal": evaluation.seasonal_naive(values, season, horizon)}
+            baselines = {
+                "persistence": evaluation.persistence(values, horizon),
+                "seasonal": evaluation.seasonal_naive(values, season, horizon),
+            }
             for h in horizons:
                 row = {"target": name, "h": h}
                 for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
@@ -212,13 +266,19 @@ def evaluate(data, predicted, encoded, season, horizon, event_window):
             continue
         now = pd.Series(values > threshold).rolling(event_window, min_periods=1).max().to_numpy(bool)
         climatology = np.nanmean(truth[:a, :, k], axis=0)
-        baselines = {"persistence": evaluation.event_persistence(now[:a], truth[:a, :, k], now),
-                     "logreg": _logistic(encoded, truth[:, :, k], a, horizons, horizon)}
+        baselines = {
+            "persistence": evaluation.event_persistence(now[:a], truth[:a, :, k], now),
+            "logreg": _logistic(encoded, truth[:, :, k], a, horizons, horizon),
+        }
         for h in horizons:
             y, reference = truth[test, h - 1, k], np.full(n - b, climatology[h - 1])
-            row = {"target": name, "h": h, "rate": float(np.nanmean(y)),
-                   "climatology_brier": evaluation.brier(y, reference),
-                   "model_brier": evaluation.brier(y, predicted[test, h - 1, k])}
+            row = {
+                "target": name,
+                "h": h,
+                "rate": float(np.nanmean(y)),
+                "climatology_brier": evaluation.brier(y, reference),
+                "model_brier": evaluation.brier(y, predicted[test, h - 1, k]),
+            }
             for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
                 row[f"{label}_skill"] = evaluation.brier_skill(y, forecast[test, h - 1], reference)
             for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
@@ -255,14 +315,23 @@ def plot_week(data, predicted, persistence, lead, path, description):
         if threshold is not None:
             truth = (truth > threshold).astype(float)
         made = np.arange(b, b + steps) - lead  # forecasts for these steps were made `lead` steps earlier
-        panels.append((name if threshold is None else f"P({name})",
-                       {"truth": truth[span], "model": predicted[made, lead - 1, k],
-                        "persistence": persistence[name][made, lead - 1]}))
-    evaluation.plot_forecast(data["frame"].index[span], panels, path,
-                             f"test period, forecasts made {lead} steps ahead ({description})")
+        panels.append(
+            (
+                name if threshold is None else f"P({name})",
+                {
+                    "truth": truth[span],
+                    "model": predicted[made, lead - 1, k],
+                    "persistence": persistence[name][made, lead - 1],
+                },
+            )
+        )
+    evaluation.plot_forecast(
+        data["frame"].index[span], panels, path, f"test period, forecasts made {lead} steps ahead ({description})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- run
+
 
 def run(recipe, output_root, log=print):
     check(recipe)
@@ -281,14 +350,36 @@ def run(recipe, output_root, log=print):
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     y = training_targets(data, features, scale)
     window = min(t["window"], a - horizon)
-    batches = {"train": series.windows(data["readings"], data["seconds"], y, 0, a - horizon, window, t["stride"],
-                                       t["batch_size"], shuffle=True, seed=t["seed"]),
-               "validation": series.windows(data["readings"], data["seconds"], y, a, b - horizon,
-                                            min(window, b - a - horizon), max(1, window // 2), t["batch_size"])}
+    batches = {
+        "train": series.windows(
+            data["readings"],
+            data["seconds"],
+            y,
+            0,
+            a - horizon,
+            window,
+            t["stride"],
+            t["batch_size"],
+            shuffle=True,
+            seed=t["seed"],
+        ),
+        "validation": series.windows(
+            data["readings"],
+            data["seconds"],
+            y,
+            a,
+            b - horizon,
+            min(window, b - a - horizon),
+            max(1, window // 2),
+            t["batch_size"],
+        ),
+    }
     model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
-    log(f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
+    log(
+        f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
-        f"horizon {horizon}")
+        f"horizon {horizon}"
+    )
     start = time.perf_counter()
     history = training.fit(model, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
     seconds = time.perf_counter() - start
@@ -297,64 +388,97 @@ def run(recipe, output_root, log=print):
     out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
-        parts[0] = data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :] \
-            + parts[0] * scale[1] + scale[0]
+        parts[0] = (
+            data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :]
+            + parts[0] * scale[1]
+            + scale[0]
+        )
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
     predicted = np.concatenate(parts, -1)[..., order]
     encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
     season, season_name = season_of(data["interval"], n)
-    quantity_rows, event_rows, curves, persistence = evaluate(data, predicted, encoded, season, horizon,
-                                                                    d["event_window"])
+    quantity_rows, event_rows, curves, persistence = evaluate(
+        data, predicted, encoded, season, horizon, d["event_window"]
+    )
 
     interval = series.describe(data["interval"])
-    log(f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
-        f"training took {seconds:.0f} s")
+    log(
+        f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
+        f"training took {seconds:.0f} s"
+    )
     if quantity_rows:
         log(f"quantities, in the data's units (persistence: the last value; seasonal: {season_name}, {season} steps)")
         log(evaluation.table(quantity_rows, list(quantity_rows[0])))
     if event_rows:
-        log("events (skill: Brier skill against climatology, the training frequency; persistence: "
-            "P(event at t+h | event now or not) from training; logreg: logistic regression on the current reading)")
+        log(
+            "events (skill: Brier skill against climatology, the training frequency; persistence: "
+            "P(event at t+h | event now or not) from training; logreg: logistic regression on the current reading)"
+        )
         log(evaluation.table(event_rows, list(event_rows[0])))
 
     units = dict(u.split("=", 1) for u in d["units"] if "=" in u)
     lead = min(6, horizon)
     headline = {f"{r['target']}_mae_h{r['h']}": r["model_mae"] for r in quantity_rows if r["h"] in (lead, horizon)}
     headline.update({f"{r['target']}_skill_h{r['h']}": r["model_skill"] for r in event_rows if r["h"] == 1})
-    endpoints, state_names = streaming_functions(model, features, targets, horizon, scale,
-                                                 tf.constant(np.nanmean(data["readings"][:a], 0), "float32"))
+    endpoints, state_names = streaming_functions(
+        model, features, targets, horizon, scale, tf.constant(np.nanmean(data["readings"][:a], 0), "float32")
+    )
     metadata = {
         "features": [{"name": f, "unit": units.get(f, ""), "angle": f in d["angles"]} for f in features],
-        "targets": [{"name": name, "column": column, "kind": "quantity" if threshold is None else "event",
-                     "threshold": threshold, "unit": units.get(column, "") if threshold is None else "probability"}
-                    for name, column, threshold in targets],
-        "interval": interval, "interval_seconds": data["interval"].total_seconds(), "horizon": horizon,
+        "targets": [
+            {
+                "name": name,
+                "column": column,
+                "kind": "quantity" if threshold is None else "event",
+                "threshold": threshold,
+                "unit": units.get(column, "") if threshold is None else "probability",
+            }
+            for name, column, threshold in targets
+        ],
+        "interval": interval,
+        "interval_seconds": data["interval"].total_seconds(),
+        "horizon": horizon,
         "time_input": "unix seconds (UTC), float64, one per reading",
         "missing_readings": "NaN (or any non-finite value) in a reading is replaced by that feature's last "
-                            "finite value; before any, by its training mean",
-        "state": state_names, "station": d["station"] if d["station_column"] else "",
-        "data": {"source": d["source"], "steps": {"train": a, "validation": b - a, "test": n - b},
-                 "test_period": [str(data["frame"].index[b]), str(data["frame"].index[-1])],
-                 "columns": {"time": d["time_column"], "date": d["date_column"], "station": d["station_column"]}},
+        "finite value; before any, by its training mean",
+        "state": state_names,
+        "station": d["station"] if d["station_column"] else "",
+        "data": {
+            "source": d["source"],
+            "steps": {"train": a, "validation": b - a, "test": n - b},
+            "test_period": [str(data["frame"].index[b]), str(data["frame"].index[-1])],
+            "columns": {"time": d["time_column"], "date": d["date_column"], "station": d["station_column"]},
+        },
         "baselines": {"seasonal": f"{season_name} ({season} steps)"},
         "metrics": {"headline": headline, "quantities": quantity_rows, "events": event_rows},
-        "recipe": recipe.flat(), "history": history, "train_seconds": round(seconds, 1),
+        "recipe": recipe.flat(),
+        "history": history,
+        "train_seconds": round(seconds, 1),
     }
     description = f"{d['source']}, {d['station']}" if d["station_column"] else d["source"]
-    extras = [("training_curves.png", lambda p: evaluation.plot_history(history, p)),
-              ("forecast.png", lambda p: plot_week(data, predicted, persistence, lead, p, description))]
+    extras = [
+        ("training_curves.png", lambda p: evaluation.plot_history(history, p)),
+        ("forecast.png", lambda p: plot_week(data, predicted, persistence, lead, p, description)),
+    ]
     if curves:
         extras.append(("reliability.png", lambda p: evaluation.plot_reliability(curves, p)))
-    return export.save(output_root, recipe, endpoints=endpoints, track=[model], keras_model=model,
-                       metadata=metadata, extras=extras)
+    return export.save(
+        output_root, recipe, endpoints=endpoints, track=[model], keras_model=model, metadata=metadata, extras=extras
+    )
 
 
 # ------------------------------------------------------------------------------------------ serving
 
+
 def _data_settings(meta):
     columns = meta["data"]["columns"]
-    return {"time_column": columns["time"], "date_column": columns["date"], "skip_rows": 0,
-            "station_column": columns["station"], "station": meta["station"]}
+    return {
+        "time_column": columns["time"],
+        "date_column": columns["date"],
+        "skip_rows": 0,
+        "station_column": columns["station"],
+        "station": meta["station"],
+    }
 
 
 def header(meta):
@@ -380,6 +504,7 @@ def stream(lines, signatures, meta, emit, warn):
     """Forecast after every CSV row of `lines` (the first is the header), one `emit(line)` per row.
     A missing or malformed value is carried forward with a `warn(message)`; the stream goes on."""
     import csv
+
     settings = _data_settings(meta)
     features = [f["name"] for f in meta["features"]]
     interval = float(meta["interval_seconds"])
@@ -415,8 +540,9 @@ def stream(lines, signatures, meta, emit, warn):
                 warn(f"line {number}: {feature} = {cells.get(feature, '')!r} is not a reading; carried forward")
             reading.append(np.nan if value is None else value)
         seconds = np.nan if when is None else series.unix_seconds(pd.DatetimeIndex([when]))[0]
-        out = signatures["step"](reading=tf.constant([reading], "float32"),
-                                 time=tf.constant([seconds], "float64"), **state)
+        out = signatures["step"](
+            reading=tf.constant([reading], "float32"), time=tf.constant([seconds], "float64"), **state
+        )
         state = {k: out[k] for k in state}
         last_time = when
         emit(line("" if when is None else when.isoformat(), out["forecast"][0].numpy()))

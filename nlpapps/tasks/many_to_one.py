@@ -1,5 +1,6 @@
 """What the many-to-one text tasks (sentiment, classify) share: reading texts with a target column,
 the text encoder, fitting, and the export of a text-in, named-outputs-out SavedModel."""
+
 import time
 from pathlib import Path
 
@@ -19,9 +20,16 @@ def prepare(recipe, log):
     that did not fit their columns)."""
     d = recipe["data"]
     notes = {}
-    splits = sources.load(d["source"], {"text": d["text"], "target": d["label"], "domain": d.get("domain", "")},
-                          optional=("domain",), fractions=tuple(d["split"]), seed=d["seed"],
-                          max_bad_rows=d["max_bad_rows"], log=log, notes=notes)
+    splits = sources.load(
+        d["source"],
+        {"text": d["text"], "target": d["label"], "domain": d.get("domain", "")},
+        optional=("domain",),
+        fractions=tuple(d["split"]),
+        seed=d["seed"],
+        max_bad_rows=d["max_bad_rows"],
+        log=log,
+        notes=notes,
+    )
     dropped = {"bad_rows": notes.get("skipped_bad_rows", 0)}
     text.require_text(splits["train"]["text"], d["text"])
     for name, columns in splits.items():
@@ -35,8 +43,11 @@ def prepare(recipe, log):
     for name in ("train", "validation", "test"):
         if not len(splits[name]["text"]):
             raise UserError(f"{d['source']}: the {name} split is empty; the data has too few rows")
-    log(f"data: {d['source']}: " + ", ".join(f"{k} {len(v['text'])}" for k, v in splits.items())
-        + f"; vocabulary {vectorizer.vocabulary_size()}, texts cut to {recipe['text']['max_tokens']} tokens")
+    log(
+        f"data: {d['source']}: "
+        + ", ".join(f"{k} {len(v['text'])}" for k, v in splits.items())
+        + f"; vocabulary {vectorizer.vocabulary_size()}, texts cut to {recipe['text']['max_tokens']} tokens"
+    )
     return splits, vectorizer, ids, dropped
 
 
@@ -60,32 +71,52 @@ def encoder(vocab_size, m):
     x = keras.layers.Embedding(vocab_size, m["embedding_dim"], mask_zero=True, name="embedding")(ids)
     # Dropping whole word vectors keeps a small corpus from being memorised word by word.
     x = keras.layers.SpatialDropout1D(m["embedding_dropout"], name="embedding_dropout")(x)
-    x = recurrent_stack(cell=m["cell"], units=m["units"], depth=m["depth"], bidirectional=m["bidirectional"],
-                        dropout=m["dropout"], residual=m["residual"], pooling=m["pooling"], name="encoder")(x)
+    x = recurrent_stack(
+        cell=m["cell"],
+        units=m["units"],
+        depth=m["depth"],
+        bidirectional=m["bidirectional"],
+        dropout=m["dropout"],
+        residual=m["residual"],
+        pooling=m["pooling"],
+        name="encoder",
+    )(x)
     return ids, x
 
 
 def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
     """Fit on bucketed batches, `class_weight` forwarded to Keras; returns (history, seconds)."""
     t = recipe["train"]
-    def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
-        return text.pipeline(ids["train"], targets["train"], batch_size=t["batch_size"], shuffle=True,
-                             seed=t["seed"], epoch=epoch)
 
-    validation = text.pipeline(ids["validation"], targets["validation"], batch_size=t["batch_size"],
-                               shuffle=False, seed=t["seed"])
+    def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
+        return text.pipeline(
+            ids["train"], targets["train"], batch_size=t["batch_size"], shuffle=True, seed=t["seed"], epoch=epoch
+        )
+
+    validation = text.pipeline(
+        ids["validation"], targets["validation"], batch_size=t["batch_size"], shuffle=False, seed=t["seed"]
+    )
     start = time.perf_counter()
-    history = training.fit(model, train, validation, t,
-                           training.run_dir(output_root, recipe), monitor=monitor, mode=mode,
-                           class_weight=class_weight)
+    history = training.fit(
+        model,
+        train,
+        validation,
+        t,
+        training.run_dir(output_root, recipe),
+        monitor=monitor,
+        mode=mode,
+        class_weight=class_weight,
+    )
     return history, time.perf_counter() - start
 
 
 def predict(model, ids, batch_size=256):
     """Model outputs for ragged ids, batched by length like training."""
     order = np.argsort(ids.row_lengths().numpy(), kind="stable")
-    out = [model(tf.gather(ids, order[i:i + batch_size]).to_tensor(), training=False)
-           for i in range(0, len(order), batch_size)]
+    out = [
+        model(tf.gather(ids, order[i : i + batch_size]).to_tensor(), training=False)
+        for i in range(0, len(order), batch_size)
+    ]
     joined = {k: np.concatenate([np.asarray(o[k]) for o in out]) for k in out[0]}
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
@@ -114,10 +145,16 @@ def recipe_as_read(recipe):
     flat = recipe.flat()
     d = recipe["data"]
     if Path(d["source"]).is_dir():
-        read = sources.folder_columns({"text": d["text"], "label": d["label"], "domain": d.get("domain", "")},
-                                      optional=("domain",))
-        flat.update({f"data.{k}": {"text": "(the .txt files)", "label": "(the class sub-folders)"}.get(v, v)
-                     for k, v in read.items() if f"data.{k}" in flat})
+        read = sources.folder_columns(
+            {"text": d["text"], "label": d["label"], "domain": d.get("domain", "")}, optional=("domain",)
+        )
+        flat.update(
+            {
+                f"data.{k}": {"text": "(the .txt files)", "label": "(the class sub-folders)"}.get(v, v)
+                for k, v in read.items()
+                if f"data.{k}" in flat
+            }
+        )
     return flat
 
 
@@ -133,11 +170,19 @@ def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, ext
         result = model(ids(vectorizer(text_in)), training=False)
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
         # The task's own outputs come last: a task may give its label another meaning than the argmax.
-        return {"label": tf.gather(class_names, tf.argmax(probabilities, axis=-1)), "probabilities": probabilities,
-                "classes": class_names, **outputs(result)}
+        return {
+            "label": tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
+            "probabilities": probabilities,
+            "classes": class_names,
+            **outputs(result),
+        }
 
     return export.save(
-        output_root, recipe, endpoints={"serving_default": (serve, [tf.TensorSpec([None], tf.string, name="text")])},
-        track=[model, vectorizer], keras_model=end_to_end,
+        output_root,
+        recipe,
+        endpoints={"serving_default": (serve, [tf.TensorSpec([None], tf.string, name="text")])},
+        track=[model, vectorizer],
+        keras_model=end_to_end,
         metadata={"recipe": recipe_as_read(recipe), "classes": list(classes), **metadata},
-        extras=[("training_curves.png", lambda p: evaluation.plot_history(metadata["history"], p)), *extras])
+        extras=[("training_curves.png", lambda p: evaluation.plot_history(metadata["history"], p)), *extras],
+    )

@@ -8,6 +8,7 @@ helps training and its probabilities are exported as they are. Label-only data (
 neg/pos) trains the polarity head alone: the label is its most likely class and the score the
 probability of the last (positive) class.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -48,8 +49,13 @@ def build(vocab_size, classes, scored, m, t):
         losses["score"], metrics["score"] = "mse", ["mae"]
     model = keras.Model(ids, outputs, name="sentiment")
     weights = {"polarity": 1.0, "score": t["score_weight"]} if scored else None
-    model.compile(optimizer=keras.optimizers.Adam(t["learning_rate"]), loss=losses, loss_weights=weights,
-                  metrics=metrics, jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(t["learning_rate"]),
+        loss=losses,
+        loss_weights=weights,
+        metrics=metrics,
+        jit_compile=False,
+    )
     return model
 
 
@@ -59,9 +65,11 @@ def run(recipe, output_root, log=print):
     scored = all(_scores(v["target"]) is not None for v in splits.values())
     kinds = sorted(set(splits["train"]["target"]))
     if not scored and len(kinds) > MAX_CLASSES:
-        raise UserError(f"{d['source']}: the label column {d['label']!r} holds {len(kinds)} different values "
-                        f"(e.g. {', '.join(repr(str(k)) for k in kinds[:3])}); sentiment takes a numeric score or "
-                        f"at most {MAX_CLASSES} class labels such as neg/pos")
+        raise UserError(
+            f"{d['source']}: the label column {d['label']!r} holds {len(kinds)} different values "
+            f"(e.g. {', '.join(repr(str(k)) for k in kinds[:3])}); sentiment takes a numeric score or "
+            f"at most {MAX_CLASSES} class labels such as neg/pos"
+        )
     for columns in splits.values():
         if scored:
             columns["score"] = _scores(columns["target"])
@@ -71,8 +79,10 @@ def run(recipe, output_root, log=print):
     classes = many_to_one.classes_of(splits, ids, d["source"], log)
     # Scores are learned on [-1, 1]: the data's own scale is restored at the output.
     scale = (float(np.ceil(np.abs(splits["train"]["score"]).max())) or 1.0) if scored else 1.0
-    targets = {k: {"polarity": v["y"], **({"score": (v["score"] / scale)[:, None].astype("float32")}
-                                           if scored else {})} for k, v in splits.items()}
+    targets = {
+        k: {"polarity": v["y"], **({"score": (v["score"] / scale)[:, None].astype("float32")} if scored else {})}
+        for k, v in splits.items()
+    }
 
     model = build(vectorizer.vocabulary_size(), classes, scored, m, t)
     history, seconds = many_to_one.fit(model, ids, targets, recipe, output_root)
@@ -96,18 +106,36 @@ def run(recipe, output_root, log=print):
         r = evaluation.regression(true_score[sel], predicted_score[sel])
         b = evaluation.classification(test["label"][sel], baseline[sel], classes)
         b_mae = evaluation.regression(true_score[sel], np.full(sel.sum(), mean_score))["mae"]
-        rows.append({"group": group, "texts": int(sel.sum()), "accuracy": c["accuracy"],
-                     "macro_f1": c["macro_f1"], "score_mae": r["mae"], "score_r": r["pearson"],
-                     "majority_accuracy": b["accuracy"], "majority_f1": b["macro_f1"], "mean_score_mae": b_mae})
+        rows.append(
+            {
+                "group": group,
+                "texts": int(sel.sum()),
+                "accuracy": c["accuracy"],
+                "macro_f1": c["macro_f1"],
+                "score_mae": r["mae"],
+                "score_r": r["pearson"],
+                "majority_accuracy": b["accuracy"],
+                "majority_f1": b["macro_f1"],
+                "mean_score_mae": b_mae,
+            }
+        )
     log("\ntest split (majority_*: the majority-class baseline; mean_score_mae: always the training mean)")
     log(evaluation.table(rows, list(rows[0])))
     metadata = {
-        "data": {"source": d["source"], "sizes": {k: len(v["text"]) for k, v in splits.items()},
-                 "skipped_empty": {k: dropped[k] for k in splits},
-                 "skipped_bad_rows": dropped["bad_rows"], "scored": scored, "score_scale": scale},
-        "metrics": {"headline": {"polarity_accuracy": rows[0]["accuracy"], "score_pearson": rows[0]["score_r"]},
-                    "test": rows},
-        "history": history, "train_seconds": round(seconds, 1),
+        "data": {
+            "source": d["source"],
+            "sizes": {k: len(v["text"]) for k, v in splits.items()},
+            "skipped_empty": {k: dropped[k] for k in splits},
+            "skipped_bad_rows": dropped["bad_rows"],
+            "scored": scored,
+            "score_scale": scale,
+        },
+        "metrics": {
+            "headline": {"polarity_accuracy": rows[0]["accuracy"], "score_pearson": rows[0]["score_r"]},
+            "test": rows,
+        },
+        "history": history,
+        "train_seconds": round(seconds, 1),
     }
 
     def outputs(result):
@@ -121,5 +149,7 @@ def run(recipe, output_root, log=print):
 
 def rows(outputs, top_k=None):
     """Readable predictions, one dict per text. (`predict` refuses --top-k for sentiment.)"""
-    return [{"label": label.decode(), "score": round(float(score), 3)}
-            for label, score in zip(outputs["label"], outputs["score"])]
+    return [
+        {"label": label.decode(), "score": round(float(score), 3)}
+        for label, score in zip(outputs["label"], outputs["score"])
+    ]

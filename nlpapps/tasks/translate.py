@@ -12,6 +12,7 @@ Target ids: 0 padding, 1 out-of-vocabulary, 2… words, then two ids past the vo
 and end of a sentence. Outputs are lower-cased (text.standardize_words), so BLEU and chrF are
 reported case-insensitively.
 """
+
 import time
 import warnings
 
@@ -30,32 +31,46 @@ TEXT = tf.TensorSpec([None], tf.string, name="text")
 
 # ------------------------------------------------------------------------------------------- data
 
+
 def prepare(recipe, log):
     """Splits of (source, target) pairs within the recipe's length limits, and the two fitted
     vectorizers. Pairs with a blank side are skipped and counted."""
     d, t = recipe["data"], recipe["text"]
-    splits = sources.load(d["source"], {"source": d["source_column"], "target": d["target_column"]},
-                          fractions=tuple(d["split"]), seed=d["seed"], log=log, texts=("source", "target"))
+    splits = sources.load(
+        d["source"],
+        {"source": d["source_column"], "target": d["target_column"]},
+        fractions=tuple(d["split"]),
+        seed=d["seed"],
+        log=log,
+        texts=("source", "target"),
+    )
     skipped = {"blank": 0, "too_long": 0}
     for name, pairs in splits.items():
         words = {k: np.array([len(str(s).split()) for s in pairs[k]]) for k in ("source", "target")}
         blank = (words["source"] == 0) | (words["target"] == 0)
-        too_long = ~blank & (_over(words["source"], d["max_source_words"])
-                             | _over(words["target"], d["max_target_words"]))
+        too_long = ~blank & (
+            _over(words["source"], d["max_source_words"]) | _over(words["target"], d["max_target_words"])
+        )
         skipped["blank"] += int(blank.sum())
         skipped["too_long"] += int(too_long.sum())
         splits[name] = {k: v[~blank & ~too_long].astype(str) for k, v in pairs.items()}
     for name in sources.SPLITS:
         if not len(splits[name]["source"]):
-            raise UserError(f"{d['source']}: the {name} split has no pair within the length limits; "
-                            f"the data has too few rows ({skipped['blank']} blank, {skipped['too_long']} too long)")
-    vectorizers = {k: text.fit_vectorizer(splits["train"][k], t[f"{k}_vocab"], standardize=text.standardize_words)
-                   for k in ("source", "target")}
-    log(f"data: {d['source']} ({d['source_column']} → {d['target_column']}): "
+            raise UserError(
+                f"{d['source']}: the {name} split has no pair within the length limits; "
+                f"the data has too few rows ({skipped['blank']} blank, {skipped['too_long']} too long)"
+            )
+    vectorizers = {
+        k: text.fit_vectorizer(splits["train"][k], t[f"{k}_vocab"], standardize=text.standardize_words)
+        for k in ("source", "target")
+    }
+    log(
+        f"data: {d['source']} ({d['source_column']} → {d['target_column']}): "
         + ", ".join(f"{k} {len(v['source'])}" for k, v in splits.items())
         + f" pairs; skipped {skipped['blank']} with a blank side, {skipped['too_long']} over "
         f"{d['max_source_words']} source / {d['max_target_words']} target words; vocabularies "
-        f"{vectorizers['source'].vocabulary_size()} source, {vectorizers['target'].vocabulary_size()} target")
+        f"{vectorizers['source'].vocabulary_size()} source, {vectorizers['target'].vocabulary_size()} target"
+    )
     return splits, vectorizers, skipped
 
 
@@ -65,8 +80,8 @@ def _over(counts, limit):
 
 def teacher_forcing(vectorizers, pairs, start_id, end_id):
     """(source ids, decoder input = start + target), decoder output = target + end; all ragged."""
-    source = text.token_ids(vectorizers["source"], pairs["source"], 10 ** 6)
-    target = tf.cast(text.token_ids(vectorizers["target"], pairs["target"], 10 ** 6), tf.int32)
+    source = text.token_ids(vectorizers["source"], pairs["source"], 10**6)
+    target = tf.cast(text.token_ids(vectorizers["target"], pairs["target"], 10**6), tf.int32)
     rows = target.nrows()
     start = tf.RaggedTensor.from_row_lengths(tf.fill([rows], start_id), tf.ones([rows], tf.int64))
     end = tf.RaggedTensor.from_row_lengths(tf.fill([rows], end_id), tf.ones([rows], tf.int64))
@@ -75,26 +90,50 @@ def teacher_forcing(vectorizers, pairs, start_id, end_id):
 
 # ------------------------------------------------------------------------------------------ model
 
+
 class Translator:
     """The layers, the teacher-forced Keras model made of them (what trains, and the `.keras`
     twin), and `encode`/`step`, the same layers run one target word at a time for the search."""
 
     def __init__(self, source_vocab, target_vocab, m):
         self.start_id, self.end_id, classes = target_vocab, target_vocab + 1, target_vocab + 2
-        self.source_embedding = keras.layers.Embedding(source_vocab, m["embedding_dim"], mask_zero=True,
-                                                       name="source_embedding")
-        self.encoder = recurrent_stack(m["cell"], m["units"], m["depth"], m["bidirectional"], m["dropout"],
-                                       return_sequences=True, return_state=True, all_states=True, name="encoder")
-        self.target_embedding = keras.layers.Embedding(classes, m["embedding_dim"], mask_zero=True,
-                                                       name="target_embedding")
-        self.decoder = recurrent_stack(m["cell"], m["decoder_units"], m["decoder_depth"], False, m["dropout"],
-                                       return_sequences=True, return_state=True, all_states=True, name="decoder")
+        self.source_embedding = keras.layers.Embedding(
+            source_vocab, m["embedding_dim"], mask_zero=True, name="source_embedding"
+        )
+        self.encoder = recurrent_stack(
+            m["cell"],
+            m["units"],
+            m["depth"],
+            m["bidirectional"],
+            m["dropout"],
+            return_sequences=True,
+            return_state=True,
+            all_states=True,
+            name="encoder",
+        )
+        self.target_embedding = keras.layers.Embedding(
+            classes, m["embedding_dim"], mask_zero=True, name="target_embedding"
+        )
+        self.decoder = recurrent_stack(
+            m["cell"],
+            m["decoder_units"],
+            m["decoder_depth"],
+            False,
+            m["dropout"],
+            return_sequences=True,
+            return_state=True,
+            all_states=True,
+            name="decoder",
+        )
         self.encoder_depth, n = m["depth"], self.decoder.states_per_layer
         widths_differ = self.encoder.output_width != m["decoder_units"]
-        self.bridges = [keras.layers.Dense(m["decoder_units"], activation="tanh", name=f"bridge_{i}")
-                        if widths_differ else None for i in range(m["decoder_depth"] * n)]
-        self.attention = (Attention(m["attention"], m["attention_units"], name="attention")
-                          if m["attention"] != "none" else None)
+        self.bridges = [
+            keras.layers.Dense(m["decoder_units"], activation="tanh", name=f"bridge_{i}") if widths_differ else None
+            for i in range(m["decoder_depth"] * n)
+        ]
+        self.attention = (
+            Attention(m["attention"], m["attention_units"], name="attention") if m["attention"] != "none" else None
+        )
         self.concat = keras.layers.Concatenate(name="attention_concat")
         self.dropout = keras.layers.Dropout(m["dropout"], name="output_dropout")
         self.logits = keras.layers.Dense(classes, name="logits")
@@ -132,10 +171,12 @@ class Translator:
 
     def compile(self, learning_rate):
         # Keras masks the loss and the accuracy with the padding mask the logits carry.
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")],
-                           jit_compile=False)
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")],
+            jit_compile=False,
+        )
 
     def encode(self, ids):
         """Source ids → the decoder's initial states and the context each step attends to."""
@@ -154,6 +195,7 @@ class Translator:
 
 # --------------------------------------------------------------------------------------- decoding
 
+
 def signatures(translator, vectorizers, recipe):
     """The exported functions: text in, translation and score out. The same tf.functions are what
     evaluation calls, so the evaluated and the exported model cannot disagree."""
@@ -162,8 +204,12 @@ def signatures(translator, vectorizers, recipe):
     words = tf.constant(target_words + ["", ""])  # start and end are written as nothing
     shown = tf.constant(target_words + ["<s>", "</s>"])
     serving_ids = text.ServingIds(max_tokens, name="serving_ids")
-    search = {"start_id": translator.start_id, "end_id": translator.end_id, "length_penalty": dd["length_penalty"],
-              "banned": (0, 1, translator.start_id)}  # never padding, unknown or start
+    search = {
+        "start_id": translator.start_id,
+        "end_id": translator.end_id,
+        "length_penalty": dd["length_penalty"],
+        "banned": (0, 1, translator.start_id),
+    }  # never padding, unknown or start
 
     def decode(texts, width):
         ids = tf.cast(serving_ids(vectorizers["source"](texts)), tf.int32)
@@ -174,8 +220,9 @@ def signatures(translator, vectorizers, recipe):
         if isinstance(width, int) and width == 1:
             tokens, scores = decoding.greedy(translator.step, states, context, max_lengths=caps, **search)
         else:
-            tokens, scores = decoding.beam_search(translator.step, states, context, max_lengths=caps,
-                                                  width=tf.maximum(width, 1), **search)
+            tokens, scores = decoding.beam_search(
+                translator.step, states, context, max_lengths=caps, width=tf.maximum(width, 1), **search
+            )
         return ids, tokens, scores
 
     def readable(tokens):
@@ -187,6 +234,7 @@ def signatures(translator, vectorizers, recipe):
         def run(text_in):
             _, tokens, scores = decode(text_in, width)
             return {"translation": readable(tokens), "score": scores}
+
         return run
 
     functions = {
@@ -198,6 +246,7 @@ def signatures(translator, vectorizers, recipe):
     functions["translate_beam"] = (beam, [TEXT, width_spec])
 
     if translator.forced is not None:
+
         def attention(text_in):
             """serving_default's translation, and the attention weights[batch, output, source] of
             each output word (the end included) over the source tokens."""
@@ -207,9 +256,14 @@ def signatures(translator, vectorizers, recipe):
             _, weights = translator.forced([ids, previous], training=False)
             weights *= tf.cast(tokens > 0, tf.float32)[:, :, None]
             source_tokens = tf.strings.split(text.standardize_words(text_in))[:, :max_tokens].to_tensor("")
-            return {"translation": readable(tokens), "score": scores, "weights": weights,
-                    "source_tokens": source_tokens,
-                    "output_tokens": tf.where(tokens > 0, tf.gather(shown, tokens), "")}
+            return {
+                "translation": readable(tokens),
+                "score": scores,
+                "weights": weights,
+                "source_tokens": source_tokens,
+                "output_tokens": tf.where(tokens > 0, tf.gather(shown, tokens), ""),
+            }
+
         functions["attention"] = (tf.function(attention, input_signature=[TEXT]), [TEXT])
     return functions
 
@@ -219,7 +273,7 @@ def translate_all(function, texts, batch_size=64):
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.empty(len(texts), dtype=object)
     for i in range(0, len(order), batch_size):
-        chosen = order[i:i + batch_size]
+        chosen = order[i : i + batch_size]
         result = function(tf.constant([texts[j] for j in chosen]))
         out[chosen] = [s.decode("utf-8") for s in result["translation"].numpy()]
     return out
@@ -227,14 +281,17 @@ def translate_all(function, texts, batch_size=64):
 
 # ------------------------------------------------------------------------------------------ run
 
+
 def run(recipe, output_root, log=print):
     d, m, t, dd = recipe["data"], recipe["model"], recipe["train"], recipe["decode"]
     splits, vectorizers, skipped = prepare(recipe, log)
     translator = Translator(vectorizers["source"].vocabulary_size(), vectorizers["target"].vocabulary_size(), m)
     translator.compile(t["learning_rate"])
     data = {k: teacher_forcing(vectorizers, v, translator.start_id, translator.end_id) for k, v in splits.items()}
-    batches = {k: text.pipeline(*data[k], batch_size=t["batch_size"], shuffle=False, seed=t["seed"])
-               for k in ("validation", "test")}
+    batches = {
+        k: text.pipeline(*data[k], batch_size=t["batch_size"], shuffle=False, seed=t["seed"])
+        for k in ("validation", "test")
+    }
 
     def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
         return text.pipeline(*data["train"], batch_size=t["batch_size"], shuffle=True, seed=t["seed"], epoch=epoch)
@@ -251,35 +308,63 @@ def run(recipe, output_root, log=print):
         scores = translator.model.evaluate(batches["test"], verbose=0, return_dict=True)
     token_accuracy = float(scores["token_accuracy"])
     start = time.perf_counter()
-    systems = {"greedy": translate_all(functions["translate_greedy"][0], list(test["source"])),
-               f"beam {dd['beam_width']}": translate_all(functions["serving_default"][0], list(test["source"])),
-               "copy the source": test["source"]}
+    systems = {
+        "greedy": translate_all(functions["translate_greedy"][0], list(test["source"])),
+        f"beam {dd['beam_width']}": translate_all(functions["serving_default"][0], list(test["source"])),
+        "copy the source": test["source"],
+    }
     decode_seconds = time.perf_counter() - start
-    rows = [{"system": name, "sentences": len(test["source"]),
-             **evaluation.translation_scores(hypotheses, test["target"])} for name, hypotheses in systems.items()]
+    rows = [
+        {"system": name, "sentences": len(test["source"]), **evaluation.translation_scores(hypotheses, test["target"])}
+        for name, hypotheses in systems.items()
+    ]
     best = rows[1]
-    log(f"\ntest split: {len(test['source'])} pairs never used in training; BLEU and chrF (sacrebleu) on "
-        f"detokenized text, case-insensitive; masked token accuracy (teacher-forced) {token_accuracy:.3f}")
+    log(
+        f"\ntest split: {len(test['source'])} pairs never used in training; BLEU and chrF (sacrebleu) on "
+        f"detokenized text, case-insensitive; masked token accuracy (teacher-forced) {token_accuracy:.3f}"
+    )
     log(evaluation.table(rows, list(rows[0])))
-    samples = [{"source": test["source"][i], "reference": test["target"][i],
-                **{name: str(systems[name][i]) for name in list(systems)[:2]}} for i in range(5)]
+    samples = [
+        {
+            "source": test["source"][i],
+            "reference": test["target"][i],
+            **{name: str(systems[name][i]) for name in list(systems)[:2]},
+        }
+        for i in range(5)
+    ]
     log("\nsample translations (beam):")
     for s in samples:
         log(f"  {s['source']}\n    → {s[rows[1]['system']]}\n    reference: {s['reference']}")
 
     metadata = {
-        "data": {"source": d["source"], "columns": [d["source_column"], d["target_column"]],
-                 "sizes": {k: len(v["source"]) for k, v in splits.items()}, "skipped": skipped,
-                 "vocabulary": {k: v.vocabulary_size() for k, v in vectorizers.items()}},
-        "metrics": {"headline": {"bleu": best["bleu"], "chrf": best["chrf"]}, "test": rows,
-                    "token_accuracy": token_accuracy, "case_sensitive": False, "samples": samples},
-        "signatures": sorted(functions), "history": history, "train_seconds": round(seconds, 1),
+        "data": {
+            "source": d["source"],
+            "columns": [d["source_column"], d["target_column"]],
+            "sizes": {k: len(v["source"]) for k, v in splits.items()},
+            "skipped": skipped,
+            "vocabulary": {k: v.vocabulary_size() for k, v in vectorizers.items()},
+        },
+        "metrics": {
+            "headline": {"bleu": best["bleu"], "chrf": best["chrf"]},
+            "test": rows,
+            "token_accuracy": token_accuracy,
+            "case_sensitive": False,
+            "samples": samples,
+        },
+        "signatures": sorted(functions),
+        "history": history,
+        "train_seconds": round(seconds, 1),
         "test_decode_seconds": round(decode_seconds, 1),
     }
-    return export.save(output_root, recipe, endpoints=functions,
-                       track=[translator.model, vectorizers["source"], vectorizers["target"]],
-                       keras_model=translator.model, metadata={"recipe": recipe.flat(), **metadata},
-                       extras=[("training_curves.png", lambda p: evaluation.plot_history(history, p))])
+    return export.save(
+        output_root,
+        recipe,
+        endpoints=functions,
+        track=[translator.model, vectorizers["source"], vectorizers["target"]],
+        keras_model=translator.model,
+        metadata={"recipe": recipe.flat(), **metadata},
+        extras=[("training_curves.png", lambda p: evaluation.plot_history(history, p))],
+    )
 
 
 def unigram_loss(targets):
@@ -291,9 +376,10 @@ def unigram_loss(targets):
 
 # ------------------------------------------------------------------------------- command line
 
+
 def show_attention(outputs, index, path):
     """A heatmap of one translation's attention weights: output words down, source words across."""
     source = [s.decode("utf-8", "replace") for s in outputs["source_tokens"][index] if s]
     target = [s.decode("utf-8", "replace") for s in outputs["output_tokens"][index] if s]
-    weights = outputs["weights"][index][:len(target), :len(source)]
+    weights = outputs["weights"][index][: len(target), : len(source)]
     evaluation.plot_attention(weights, source, target, path)
