@@ -21,6 +21,20 @@ SHIPPED_SENTIMENT = (
 SMALL = ["--epochs", "1", "--units", "8", "--set", "text.vocab_size=2000", "--set", "model.embedding_dim=16"]
 
 
+# The start of every script that proves an export serves in a fresh interpreter that may import
+# tensorflow and nothing of nlpapps (an import of it fails).
+TF_ONLY = r"""
+import json, sys
+
+class NoNlpapps:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "nlpapps":
+            raise ImportError("nlpapps must not be needed to serve an export")
+
+sys.meta_path.insert(0, NoNlpapps())
+"""
+
+
 def nlpapps_exe():
     """The installed console script (there is no `python -m nlpapps`)."""
     beside = Path(sys.executable).parent / "nlpapps"

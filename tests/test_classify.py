@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL, invoke, run_nlpapps, tree_digest
+from conftest import SMALL, TF_ONLY, invoke, run_nlpapps, tree_digest
 
 from nlpapps.data import sources
 
@@ -29,18 +29,15 @@ QUESTIONS = [
 ]
 
 # A fresh interpreter that can import tensorflow but not nlpapps.
-SERVE = r"""
-import json, sys
-class NoNlpapps:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "nlpapps":
-            raise ImportError("nlpapps must not be needed to serve an export")
-sys.meta_path.insert(0, NoNlpapps())
+SERVE = (
+    TF_ONLY
+    + r"""
 import tensorflow as tf
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 out = serve(text=tf.constant(json.loads(sys.argv[2])))
 print(json.dumps({k: [x.decode() if isinstance(x, bytes) else x for x in v.numpy().tolist()] for k, v in out.items()}))
 """
+)
 
 
 def serve_in_fresh_process(export, texts):

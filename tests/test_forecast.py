@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke, run_nlpapps
+from conftest import TF_ONLY, invoke, run_nlpapps
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -130,15 +130,9 @@ def test_metadata_names_features_targets_units_and_interval(meta):
 
 
 # Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps.
-STEP_SCRIPT = r"""
-import json, sys
-
-class NoNlpapps:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "nlpapps":
-            raise ImportError("nlpapps must not be needed to serve an export")
-
-sys.meta_path.insert(0, NoNlpapps())
+STEP_SCRIPT = (
+    TF_ONLY
+    + r"""
 import numpy as np
 import tensorflow as tf
 
@@ -160,6 +154,7 @@ print(json.dumps({
     "nlpapps_imported": sorted(k for k in sys.modules if k.split(".")[0] == "nlpapps"),
 }))
 """
+)
 
 
 def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_process(weather_slice, export_path):

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tree_digest
+from conftest import TF_ONLY, tree_digest
 
 # Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -19,15 +19,9 @@ LONG = " ".join(
 )  # > 100 tokens
 
 # Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps (imports of it fail).
-SERVE_SCRIPT = r"""
-import json, sys
-
-class NoNlpapps:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "nlpapps":
-            raise ImportError("nlpapps must not be needed to serve an export")
-
-sys.meta_path.insert(0, NoNlpapps())
+SERVE_SCRIPT = (
+    TF_ONLY
+    + r"""
 import tensorflow as tf
 
 texts = json.loads(sys.argv[2])
@@ -47,6 +41,7 @@ print(json.dumps({
     "nlpapps_imported": sorted(m for m in sys.modules if m.split(".")[0] == "nlpapps"),
 }))
 """
+)
 
 
 def serve_in_fresh_process(export, texts, raw_bytes=(), cwd=None):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke, run_nlpapps
+from conftest import TF_ONLY, invoke, run_nlpapps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,13 +55,9 @@ HOSTILE = [
 INVALID_UTF8 = b"The light \xff\xfe shines \xc3"
 
 # A fresh interpreter that can import tensorflow but not nlpapps: every signature on the inputs.
-SERVE = r"""
-import json, sys
-class NoNlpapps:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "nlpapps":
-            raise ImportError("nlpapps must not be needed to serve an export")
-sys.meta_path.insert(0, NoNlpapps())
+SERVE = (
+    TF_ONLY
+    + r"""
 import tensorflow as tf
 model = tf.saved_model.load(sys.argv[1])
 texts = tf.constant([t.encode("latin-1") for t in json.loads(sys.argv[2])])
@@ -73,6 +69,7 @@ def plain(v):
 print(json.dumps({name: {k: plain(v) for k, v in model.signatures[name](text=texts, **extra).items()}
                   for name, extra in calls.items()}))
 """
+)
 
 
 def serve_in_fresh_process(export, raw):
