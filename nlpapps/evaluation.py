@@ -197,6 +197,9 @@ def plot_forecast(times, panels, path, title=""):
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_title(title)
     fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_attention(weights, source_tokens, output_tokens, path):
