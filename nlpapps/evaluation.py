@@ -65,6 +65,13 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path):
+    """Every figure ends the same way: laid out, written as a PNG, closed (pyplot keeps open ones)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
 def plot_history(history, path):
     """Training curves: every metric that has a val_ twin, one panel each."""
     plt = _pyplot()
@@ -77,9 +84,7 @@ def plot_history(history, path):
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(y_true, y_pred, labels, path):
@@ -90,9 +95,7 @@ def plot_confusion(y_true, y_pred, labels, path):
     skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
         ax=ax, colorbar=False, xticks_rotation="vertical", include_values=len(labels) <= 12
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # ------------------------------------------------------------------------- forecasts and baselines
@@ -181,9 +184,7 @@ def plot_reliability(curves, path, bins=10):
     bottom.set_xlabel("forecast probability")
     bottom.set_yscale("log")
     bottom.set_ylabel("forecasts")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_forecast(times, panels, path, title=""):
@@ -197,9 +198,7 @@ def plot_forecast(times, panels, path, title=""):
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_title(title)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_attention(weights, source_tokens, output_tokens, path):
@@ -211,6 +210,4 @@ def plot_attention(weights, source_tokens, output_tokens, path):
     ax.set_yticks(range(len(output_tokens)), output_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
