@@ -179,6 +179,20 @@ class RecurrentStack(keras.layers.Layer):
             states = paired
         return x, states
 
+    def step(self, inputs, states):
+        """One time step without the layers' loop over time: inputs [batch, features] and every
+        layer's states (as ``all_states`` returns them) → (the last layer's output, the new states).
+        The same numbers as ``call`` on a one-step sequence, with far fewer operations: what
+        streaming one reading at a time needs. Inference only (no dropout); unidirectional."""
+        if self.bidirectional:
+            raise ValueError("step is only supported when bidirectional=False")
+        n, x, new = self.states_per_layer, inputs, []
+        for k, layer in enumerate(self.rnn_layers):
+            y, layer_states = layer.cell(x, list(states[k * n : (k + 1) * n]), training=False)
+            new += list(layer_states) if isinstance(layer_states, (list, tuple)) else [layer_states]
+            x = x + y if self.residual and k > 0 else y
+        return x, new
+
     def compute_mask(self, inputs, mask=None):
         # Only the sequence output keeps a time axis to mask; states have none.
         # (Keras pairs this mask with the first flattened output.)

@@ -35,7 +35,7 @@ def _path(spec):
     raise UserError(f"no shipped dataset {spec[8:]!r}; shipped: {', '.join(names)}")
 
 
-def read_table(spec, *, skip_rows=0, dtype=str):
+def read_table(spec, *, skip_rows=0, dtype=str, nrows=None):
     """The raw table of a CSV/TSV file (optionally .gz) as strings; 'NA' and empty cells are missing."""
     path = _path(spec)
     sep = "\t" if ".tsv" in str(path).lower() else ","
@@ -47,11 +47,17 @@ def read_table(spec, *, skip_rows=0, dtype=str):
             dtype=dtype,
             keep_default_na=False,
             na_values=["", "NA", "NaN", "nan", "null"],
+            nrows=nrows,
         )
     except FileNotFoundError:
         raise UserError(f"data file not found: {spec}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise UserError(f"{spec}: cannot read as CSV ({str(e).splitlines()[0]})") from None
+
+
+def has_column(spec, column, skip_rows=0):
+    """Whether the file's header names `column`."""
+    return bool(column) and column in read_table(spec, skip_rows=skip_rows, nrows=0)
 
 
 def timestamps(table, time_column, date_column="", origin="data"):
@@ -294,10 +300,11 @@ def carry_forward(readings, last):
     return tf.transpose(filled, [1, 0, 2]), tf.cond(tf.shape(readings)[1] > 0, lambda: final[-1], lambda: last)
 
 
-def windows(readings, seconds, targets, start, stop, length, stride, batch_size, shuffle=False, seed=0):
-    """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows whose steps
-    and targets all lie in [start, stop), every `stride` steps; batched, cached, prefetched."""
-    starts = np.arange(start, stop - length + 1, stride)
+def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0):
+    """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
+    `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several
+    series laid end to end: no window crosses from one into the next); batched, cached, prefetched."""
+    starts = np.concatenate([np.arange(start, stop - length + 1, stride) for start, stop in spans])
     if not len(starts):
         return None
     x = tf.constant(readings, "float32")

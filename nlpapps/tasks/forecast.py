@@ -73,6 +73,38 @@ def prepare(recipe, log):
     }
 
 
+def other_stations(recipe, data, log):
+    """The training periods of the other stations of data.train_stations in the same file: more
+    sequences of the same weather. Each ends where the recipe station's training period ends, so
+    no step of its validation or test period is ever trained on. None for a file without the
+    station column."""
+    d, horizon = recipe["data"], recipe["model"]["horizon"]
+    others = [s for s in d["train_stations"] if s != d["station"]]
+    if not others or not series.has_column(d["source"], d["station_column"], d["skip_rows"]):
+        return []
+    end = data["frame"].index[data["bounds"][0]]
+    columns = [*d["features"], *(c for _, c, _ in data["targets"])]
+    parts = []
+    for station in others:
+        origin = f"{d['source']}, station {station}"
+        frame, _, _ = series.load(d["source"], {**d, "station": station}, columns, data["interval"], origin)
+        frame = frame[frame.index < end]
+        if len(frame) < horizon + 8:
+            continue  # nothing of this station's readings lies in the training period
+        filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], origin)
+        future, _ = series.target_arrays(filled, observed, data["targets"], horizon, d["event_window"])
+        parts.append(
+            {
+                "readings": filled[d["features"]].to_numpy("float32"),
+                "seconds": series.unix_seconds(filled.index),
+                "future": future,
+                "targets": data["targets"],
+            }
+        )
+        log(f"pooled: the training period of station {station}, {len(frame)} steps")
+    return parts
+
+
 def season_of(interval, n):
     """Steps per season for the seasonal-naive baseline, and its name: a day for sub-daily data; a
     year for daily or longer intervals when the series spans two years, else a week."""
@@ -90,9 +122,7 @@ def season_of(interval, n):
 
 def build(encoder, n_features, targets, m, t, steps_per_epoch):
     """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
-    it can be stepped) → at every step a head per kind of target: [batch, time, horizon, K]. The heads
-    also see the current encoded reading itself, so what a regression on the reading alone can do
-    is there from the start and the recurrent state adds the history."""
+    it can be stepped) → the heads (a model of its own, which stepping reuses)."""
     readings = keras.Input((None, n_features), name="readings")
     seconds = keras.Input((None,), dtype="float64", name="time")
     stack = recurrent_stack(
@@ -109,17 +139,10 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
     )
     x = encoder([readings, seconds])
     y, _ = stack(x)
-    y = keras.layers.Concatenate(name="with_reading")([y, x])
-    if m["head_units"]:  # the change over h steps mixes phases and amplitudes: not linear in the state
-        y = keras.layers.Dense(m["head_units"], activation="relu", name="head_hidden")(y)
-    outputs, losses = {}, {}
-    for kind, loss, activation in (("quantities", "mse", None), ("events", "binary_crossentropy", "sigmoid")):
-        k = sum((threshold is None) == (kind == "quantities") for _, _, threshold in targets)
-        if k:
-            z = keras.layers.Dense(m["horizon"] * k, activation=activation, name=f"{kind}_head")(y)
-            outputs[kind] = keras.layers.Reshape((-1, m["horizon"], k), name=kind)(z)
-            losses[kind] = loss
+    outputs = heads(targets, m, stack.output_width, encoder.width)([y, x])
     model = keras.Model([readings, seconds], outputs, name="forecast")
+    losses = {"quantities": t["quantity_loss"], "events": "binary_crossentropy"}
+    losses = {kind: loss for kind, loss in losses.items() if kind in outputs}
     # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
     rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
     model.compile(
@@ -129,6 +152,33 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
         jit_compile=False,
     )
     return model
+
+
+def heads(targets, m, state_width, reading_width):
+    """The recurrent state and the current encoded reading at every step → a head per kind of
+    target: {"quantities": [batch, time, horizon, Kq], "events": probabilities [batch, time, horizon, Ke]}.
+    A hidden ReLU layer sees both (the change over h steps mixes phases and amplitudes: not linear in
+    the state); with model.wide a linear map of the reading alone adds to it, so what a regression on
+    the current reading can do is there from the start and the rest learns what the history adds."""
+    y = keras.Input((None, state_width), name="state")
+    x = keras.Input((None, reading_width), name="reading")
+    deep = keras.layers.Concatenate(name="with_reading")([y, x])
+    if m["head_units"]:
+        deep = keras.layers.Dense(m["head_units"], activation="relu", name="head_hidden")(deep)
+    outputs = {}
+    for kind in ("quantities", "events"):
+        k = sum((threshold is None) == (kind == "quantities") for _, _, threshold in targets)
+        if not k:
+            continue
+        z = keras.layers.Dense(m["horizon"] * k, name=f"{kind}_head")(deep)
+        if m["wide"]:
+            z = keras.layers.Add(name=f"{kind}_plus_wide")(
+                [z, keras.layers.Dense(m["horizon"] * k, kernel_initializer="zeros", name=f"{kind}_wide")(x)]
+            )
+        if kind == "events":
+            z = keras.layers.Activation("sigmoid", name="probabilities")(z)
+        outputs[kind] = keras.layers.Reshape((-1, m["horizon"], k), name=kind)(z)
+    return keras.Model([y, x], outputs, name="heads")
 
 
 def changes(data, features):
@@ -160,32 +210,18 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     the first one (the training means), from which missing readings are carried forward."""
     n_features = len(features)
     current = [features.index(c) for _, c, t in targets if t is None]
-    encoder, stack, join = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("with_reading")
-    present = {layer.name for layer in model.layers}
-    heads = [
-        (model.get_layer(f"{kind}_head"), kind == "events")
-        for kind in ("quantities", "events")
-        if f"{kind}_head" in present
-    ]
-    hidden = model.get_layer("head_hidden") if "head_hidden" in present else (lambda v: v)
+    encoder, stack, top = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("heads")
     kinds = np.array([threshold is None for _, _, threshold in targets])
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
     mean, std = tf.constant(scale[0], "float32"), tf.constant(scale[1], "float32")
     n_states = stack.states_per_layer * stack.depth
     names = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(n_states)]
 
-    def physical(y, filled):
-        parts = []
-        for head, is_event in heads:
-            z = head(y)
-            z = tf.reshape(z, tf.concat([tf.shape(y)[:2], [horizon, -1]], 0))
-            parts.append(z if is_event else tf.gather(filled, current, axis=-1)[:, :, None, :] + z * std + mean)
+    def physical(top_out, filled):
+        parts = [top_out[kind] for kind in ("quantities", "events") if kind in top_out]
+        if "quantities" in top_out:
+            parts[0] = tf.gather(filled, current, axis=-1)[:, :, None, :] + parts[0] * std + mean
         return tf.gather(tf.concat(parts, -1), order, axis=-1)  # back to the recipe's target order
-
-    def run(filled, seconds, states):
-        x = encoder([filled, seconds])
-        y, new_states = stack(x, initial_state=states, training=False)
-        return physical(hidden(join([y, x])), filled), new_states
 
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in names]
@@ -193,7 +229,9 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        out, _ = run(filled, seconds, zero_states(batch))
+        x = encoder([filled, seconds])
+        y, _ = stack(x, initial_state=zero_states(batch), training=False)
+        out = physical(top([y, x]), filled)
         return {"forecast": out[:, -1], "forecasts": out}
 
     def initial_state(batch_size):
@@ -204,7 +242,10 @@ def streaming_functions(model, features, targets, horizon, scale, start):
 
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-        out, new = run(last[:, None], seconds[:, None], list(states))
+        # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
+        x = encoder([last[:, None], seconds[:, None]])
+        y, new = stack.step(x[:, 0], list(states))
+        out = physical(top([y[:, None], x]), last[:, None])
         return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
 
     f = tf.float32
@@ -350,13 +391,24 @@ def run(recipe, output_root, log=print):
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     y = training_targets(data, features, scale)
     window = min(t["window"], a - horizon)
+    # The recipe station's training period, then those of the stations pooled with it laid end to end.
+    pooled = [(data["readings"], data["seconds"], y, (0, a - horizon))]
+    for part in other_stations(recipe, data, log):
+        offset = sum(len(p[0]) for p in pooled)
+        pooled.append(
+            (
+                part["readings"],
+                part["seconds"],
+                training_targets(part, features, scale),
+                (offset, offset + len(part["readings"]) - horizon),
+            )
+        )
     batches = {
         "train": series.windows(
-            data["readings"],
-            data["seconds"],
-            y,
-            0,
-            a - horizon,
+            np.concatenate([p[0] for p in pooled]),
+            np.concatenate([p[1] for p in pooled]),
+            {k: np.concatenate([p[2][k] for p in pooled]) for k in y},
+            [p[3] for p in pooled],
             window,
             t["stride"],
             t["batch_size"],
@@ -367,8 +419,7 @@ def run(recipe, output_root, log=print):
             data["readings"],
             data["seconds"],
             y,
-            a,
-            b - horizon,
+            [(a, b - horizon)],
             min(window, b - a - horizon),
             max(1, window // 2),
             t["batch_size"],
