@@ -245,25 +245,44 @@ class Encode(keras.layers.Layer):
         return len(self.mean)
 
     def call(self, inputs):
+        # A handful of whole-tensor ops rather than some per feature: a streamed step runs this
+        # for every reading.
         readings, seconds = inputs
         readings = tf.cast(readings, "float32")
         seconds = tf.cast(seconds, "float64")
-        columns = []
-        for i, angle in enumerate(self.angles):
-            x = readings[..., i]
-            columns += [tf.sin(x * (math.pi / 180)), tf.cos(x * (math.pi / 180))] if angle else [x]
-        columns += [tf.cast(readings[..., i] > threshold, "float32") for i, threshold in self.events]
-        finite = tf.math.is_finite(seconds)
-        for period in (PERIODS[p] for p in self.periods):
-            phase = tf.cast(tf.math.floormod(tf.where(finite, seconds, 0.0), period) / period, "float32")
+        angles = [i for i, angle in enumerate(self.angles) if angle]
+        columns = [readings]
+        if angles:
+            radians = tf.gather(readings, angles, axis=-1) * (math.pi / 180)
+            columns += [tf.sin(radians), tf.cos(radians)]
+        if self.events:
+            now = tf.gather(readings, [i for i, _ in self.events], axis=-1)
+            columns.append(tf.cast(now > tf.constant([t for _, t in self.events], "float32"), "float32"))
+        if self.periods:
+            finite = tf.math.is_finite(seconds)[..., None]
+            periods = tf.constant([PERIODS[p] for p in self.periods], "float64")
+            phase = tf.math.floormod(tf.where(finite, seconds[..., None], 0.0), periods) / periods
+            phase = tf.cast(phase, "float32") * (2 * math.pi)
             zero = tf.zeros_like(phase)
-            columns += [
-                tf.where(finite, tf.sin(2 * math.pi * phase), zero),
-                tf.where(finite, tf.cos(2 * math.pi * phase), zero),
-            ]
-        x = tf.stack(columns, axis=-1)
+            columns += [tf.where(finite, tf.sin(phase), zero), tf.where(finite, tf.cos(phase), zero)]
+        x = tf.gather(tf.concat(columns, -1), self._order(), axis=-1)
         x = (x - tf.constant(self.mean, "float32")) / tf.constant(self.std, "float32")
         return tf.clip_by_value(x, -CLIP, CLIP)
+
+    def _order(self):
+        """Where each output column sits in call()'s concatenation [readings, sines of the angles,
+        cosines of the angles, events, sines of the periods, cosines of the periods]: each angle's
+        sine and cosine in its place, then the events, then each period's sine and cosine."""
+        n, a, p = len(self.angles), sum(self.angles), len(self.periods)
+        order, k = [], 0
+        for i, angle in enumerate(self.angles):
+            order += [n + k, n + a + k] if angle else [i]
+            k += angle
+        order += list(range(n + 2 * a, n + 2 * a + len(self.events)))
+        base = n + 2 * a + len(self.events)
+        for j in range(p):
+            order += [base + j, base + p + j]
+        return order
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (self.width,)
