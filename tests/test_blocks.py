@@ -389,3 +389,19 @@ def test_all_states_lets_a_deep_stack_be_stepped_one_input_at_a_time(cell):
     np.testing.assert_allclose(np.stack(steps, axis=1), whole, atol=1e-5)
     for stepped, at_once in zip(states, final):
         np.testing.assert_allclose(stepped, at_once, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_runs_the_cells_and_equals_the_whole_sequence(cell):
+    """`step` feeds one input [batch, features] through every layer's cell (no loop over time):
+    the outputs and states of a whole sequence at once, residual connections included."""
+    x = np.random.default_rng(1).normal(size=(3, 7, 4)).astype("float32")
+    stack = recurrent_stack(cell, 4, depth=3, residual=True, return_sequences=True, return_state=True, all_states=True)
+    whole, final = stack(x)
+    states, steps = [np.zeros((3, 4), "float32")] * len(final), []
+    for t in range(x.shape[1]):
+        y, states = stack.step(x[:, t], states)
+        steps.append(np.asarray(y))
+    np.testing.assert_allclose(np.stack(steps, axis=1), whole, atol=1e-5)
+    for stepped, at_once in zip(states, final):
+        np.testing.assert_allclose(stepped, at_once, atol=1e-5)

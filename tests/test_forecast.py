@@ -59,7 +59,8 @@ def weather_slice(tmp_path_factory):
 @pytest.fixture(scope="session")
 def forecast_run(tmp_path_factory, weather_slice):
     root = tmp_path_factory.mktemp("forecast_models")
-    result = invoke(["run", "forecast", "--data", weather_slice, *SMALL, "--output", root])
+    pooled = ["--set", 'data.train_stations=["EWR","JFK"]']
+    result = invoke(["run", "forecast", "--data", weather_slice, *SMALL, *pooled, "--output", root])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     return root / "forecast" / "1", result.output
 
@@ -88,6 +89,7 @@ def test_run_prints_both_tables_against_the_baselines(forecast_run):
     path, output = forecast_run
     assert output.rstrip().endswith(f"exported forecast model to {path}")
     assert "station EWR" in output and "every 1 hour" in output
+    assert "pooled: the training period of station JFK" in output
     quantities = output[output.index("quantities, in the data's units") : output.index("events (skill")]
     assert "seasonal: one day earlier, 24 steps" in quantities
     for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
@@ -367,6 +369,10 @@ def bad_files(tmp_path_factory):
         "unsorted timestamps": (write_csv(folder / "unsorted.csv", unsorted), []),
         "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
         "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
+        "unknown pooled station": (
+            folder / "ok.csv",
+            ["--set", 'data.train_stations=["EWR","XYZ"]', "--set", "model.horizon=6"],
+        ),
     }
 
 
@@ -378,6 +384,7 @@ EXPECTED = {
     "unsorted timestamps": "not sorted",
     "too little data": "too short",
     "bidirectional": "cannot read the future",
+    "unknown pooled station": "no station 'XYZ' in column 'origin'; stations: EWR",
 }
 
 
@@ -431,6 +438,32 @@ def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
         series.fill_gaps(frame, max_gap=2)
 
 
+def test_pooled_stations_train_only_before_the_validation_period(weather_slice):
+    """Other stations' readings join the training sequences only up to where the recipe station's
+    validation period starts: nothing of the periods scored is ever trained on."""
+    from nlpapps import recipes
+    from nlpapps.tasks import forecast
+
+    recipe = recipes.load(
+        "forecast", [f"data.source={weather_slice}", 'data.train_stations=["EWR","JFK"]', "model.horizon=6"]
+    )
+    data = forecast.prepare(recipe, log=lambda _: None)
+    logged = []
+    parts = forecast.other_stations(recipe, data, logged.append)
+    assert len(parts) == 1 and logged == [
+        f"pooled: the training period of station JFK, {len(parts[0]['readings'])} steps"
+    ]
+    a = data["bounds"][0]
+    assert parts[0]["seconds"].max() < data["seconds"][a] and len(parts[0]["readings"]) > a // 2
+    assert not np.array_equal(parts[0]["readings"][:100], data["readings"][:100])  # JFK's own readings
+    # A file without the station column has nothing to pool.
+    no_column = ["data.station_column=site", 'data.train_stations=["EWR","JFK"]']
+    assert (
+        forecast.other_stations(recipes.load("forecast", [f"data.source={weather_slice}", *no_column]), data, print)
+        == []
+    )
+
+
 def test_baselines_persistence_seasonal_naive_and_event_persistence():
     from nlpapps import evaluation
 
@@ -451,6 +484,9 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
         ("model.bidirectional=true", "model.bidirectional = True: a streaming forecast cannot read the future"),
         ('data.time_features=["week"]', 'may hold only "day" and "year"'),
         ("model.horizon=0", "model.horizon = 0: must be at least 1"),
+        ('data.train_stations=["EWR","EWR"]', "must be distinct station names"),
+        ('data.train_stations=[""]', "must be distinct station names"),
+        ("train.quantity_loss=l1", "must be one of mse, huber, mae"),
     ],
 )
 def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):
