@@ -2,12 +2,15 @@
 fed back), against the naive way of recomputing `forecast` over the last 168 readings at every new one.
 
     python benchmarks/forecast_speed.py [--model saved_models/forecast/N] [--readings 2000] [--window 168]
+        [--threads N]
 
-Prints p50 / p99 / mean milliseconds per new reading for each way and the ratio of their medians.
-Loads the export with TensorFlow alone, as a server would.
+Prints p50 / p99 / mean milliseconds per new reading for each way, the ratio of their medians and the
+machine's load average (other work on the cores shows in the tail). Loads the export with TensorFlow
+alone, as a server would.
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -44,7 +47,14 @@ def main():
     parser.add_argument("--model", help="an export folder (default: the newest saved_models/forecast)")
     parser.add_argument("--readings", type=int, default=2000, help="new readings streamed per way")
     parser.add_argument("--window", type=int, default=168, help="readings the naive way recomputes over")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra- and inter-op threads (0: its default)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    load_before = os.getloadavg()[0]
     path = Path(args.model) if args.model else export.latest("saved_models", "forecast")
     meta = export.metadata(path, "forecast")
     m = tf.saved_model.load(str(path))
@@ -84,10 +94,11 @@ def main():
                 "calls": len(ms),
             }
         )
+    threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
     print(
         f"{path}: {meta['recipe']['model.cell']} {meta['recipe']['model.units']} units x "
-        f"{meta['recipe']['model.depth']}, batch 1, {tf.config.threading.get_inter_op_parallelism_threads() or 'all'}"
-        " inter-op threads"
+        f"{meta['recipe']['model.depth']}, batch 1, {threads} threads; {os.cpu_count()} cores, load average "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print(evaluation.table(rows, list(rows[0])))
     print(f"step is {rows[1]['p50_ms'] / rows[0]['p50_ms']:.1f}x faster per reading (p50)")
