@@ -384,7 +384,7 @@ EXPECTED = {
     "unsorted timestamps": "not sorted",
     "too little data": "too short",
     "bidirectional": "cannot read the future",
-    "unknown pooled station": "no station 'XYZ' in column 'origin'; stations: EWR",
+    "unknown pooled station": "station XYZ of data.train_stations: no station 'XYZ' in column 'origin'; stations: EWR",
 }
 
 

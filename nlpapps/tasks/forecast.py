@@ -87,7 +87,7 @@ def other_stations(recipe, data, log):
     columns = [*d["features"], *(c for _, c, _ in data["targets"])]
     parts = []
     for station in others:
-        origin = f"{d['source']}, station {station}"
+        origin = f"{d['source']}, station {station} of data.train_stations"
         frame, _, _ = series.load(d["source"], {**d, "station": station}, columns, data["interval"], origin)
         frame = frame[frame.index < end]
         if len(frame) < horizon + 8:
