@@ -23,8 +23,7 @@ from nlpapps.data import series
 from nlpapps.errors import UserError
 
 NAME = "forecast"
-HORIZONS = (1, 3, 6, 12, 24)
-JIT_STEP = True  # horizon steps reported, those within the model's horizon
+HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's horizon
 
 
 def check(recipe):
@@ -243,7 +242,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
 
     # One reading costs a few hundred small ops; compiled by XLA into one kernel they cost far less
     # to launch (the same numbers, to float rounding).
-    @tf.function(jit_compile=JIT_STEP)
+    @tf.function(jit_compile=True)
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
