@@ -55,9 +55,11 @@ def read_table(spec, *, skip_rows=0, dtype=str, nrows=None):
         raise UserError(f"{spec}: cannot read as CSV ({str(e).splitlines()[0]})") from None
 
 
-def has_column(spec, column, skip_rows=0):
-    """Whether the file's header names `column`."""
-    return bool(column) and column in read_table(spec, skip_rows=skip_rows, nrows=0)
+def stations(spec, column, skip_rows=0):
+    """The values of the file's station column; empty when it has no such column."""
+    if not column or column not in read_table(spec, skip_rows=skip_rows, nrows=0):
+        return set()
+    return set(read_table(spec, skip_rows=skip_rows)[column].dropna())
 
 
 def timestamps(table, time_column, date_column="", origin="data"):

@@ -75,13 +75,17 @@ def prepare(recipe, log):
 
 def other_stations(recipe, data, log):
     """The training periods of the other stations of data.train_stations in the same file: more
-    sequences of the same weather. Each ends where the recipe station's training period ends, so
-    no step of its validation or test period is ever trained on. None for a file without the
-    station column."""
+    sequences of the same weather (stations the file lacks are left out, and said so). Each ends
+    where the recipe station's training period ends, so no step of its validation or test period is
+    ever trained on. None for a file without the station column."""
     d, horizon = recipe["data"], recipe["model"]["horizon"]
     others = [s for s in d["train_stations"] if s != d["station"]]
-    if not others or not series.has_column(d["source"], d["station_column"], d["skip_rows"]):
+    present = series.stations(d["source"], d["station_column"], d["skip_rows"]) if others else set()
+    if not present:
         return []
+    if absent := [s for s in others if s not in present]:
+        log(f"pooled: no station {', '.join(absent)} of data.train_stations in {d['source']}; left out")
+        others = [s for s in others if s in present]
     end = data["frame"].index[data["bounds"][0]]
     columns = [*d["features"], *(c for _, c, _ in data["targets"])]
     parts = []
