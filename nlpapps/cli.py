@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -32,12 +33,22 @@ def import_tensorflow():
     held back, so that the CLI's own output and one-line errors stay readable; shown if it fails."""
     if "tensorflow" in sys.modules:
         return
+    with native_logs_held():
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def native_logs_held():
+    """Hold back what native code writes to stderr meanwhile; shown if anything but a user error
+    (which says what went wrong in one line) ends the block."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
+        except UserError:
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
@@ -110,7 +121,8 @@ def run(recipe, overrides, output, **flags):
     import_tensorflow()
     from nlpapps import tasks, training
 
-    training.strategy(settings)  # first: devices and the cluster are fixed when TensorFlow starts
+    with native_logs_held():  # first: devices and the cluster are fixed when TensorFlow starts
+        training.strategy(settings)
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
     if path is None:

@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -185,12 +184,16 @@ def _mirrored(tf):
 
 
 def _multi_worker(tf):
-    """MultiWorkerMirroredStrategy from TF_CONFIG. Its start blocks until every worker has joined,
-    with no time limit of its own: it runs in a thread given NLPAPPS_WORKER_TIMEOUT seconds. The
-    same limit bounds every collective step later, so a worker that vanishes mid-run is reported too."""
+    """MultiWorkerMirroredStrategy from TF_CONFIG. Its start waits until every worker has joined,
+    by default for an hour: the cluster's coordination service is configured here as the strategy
+    would configure it, with NLPAPPS_WORKER_TIMEOUT seconds to form. The same limit bounds each
+    collective step later, so a worker that vanishes mid-run is reported too."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
     try:
         config = json.loads(os.environ.get("TF_CONFIG") or "null")
-        workers = [a for job in ("chief", "worker") for a in config["cluster"].get(job, [])]
+        jobs = {job: list(config["cluster"][job]) for job in ("chief", "worker") if job in config["cluster"]}
         task = f"{config['task']['type']} {int(config['task']['index'])}"
     except (ValueError, TypeError, KeyError, AttributeError):
         raise UserError(
@@ -198,30 +201,27 @@ def _multi_worker(tf):
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
         ) from None
     timeout = _worker_timeout()
-    made = {}
-
-    def start():
-        try:
-            options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-            made["strategy"] = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        except Exception as e:  # handed to the caller's thread
-            made["error"] = e
-
-    thread = threading.Thread(target=start, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if "strategy" in made:
-        return made["strategy"]
-    problem = f"failed: {made['error']}".splitlines()[0] if "error" in made else f"not all up after {timeout:g} s"
-    raise WorkersUnreachable(
-        f"multi-worker training ({task} of {', '.join(workers)}): the cluster {problem}; start every "
-        f"worker named in TF_CONFIG (or raise {WORKER_TIMEOUT})"
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=f"/job:{'chief' if 'chief' in jobs else 'worker'}/replica:0/task:0",
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=j, num_tasks=len(a)) for j, a in jobs.items()],
+        cluster_register_timeout_in_ms=int(timeout * 1000),
     )
+    context.context().coordination_service.cluster_register_with_barrier = True  # the limit applies to all
+    try:
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+        workers = ", ".join(a for addresses in jobs.values() for a in addresses)
+        raise WorkersUnreachable(
+            f"multi-worker training as {task} of {workers}: not every worker joined within {timeout:g} s "
+            f"({type(e).__name__}); start each worker that TF_CONFIG names, or raise {WORKER_TIMEOUT}"
+        ) from None
 
 
 class WorkersUnreachable(UserError):
-    """The cluster never formed. TensorFlow's start-up thread still waits for it and would keep the
-    process from exiting: the command line ends the process at once after saying so."""
+    """The cluster never formed. TensorFlow's half-started cluster would log its own errors while
+    the process shuts down: the command line ends the process at once after saying so."""
 
     exit_now = True
 
