@@ -286,6 +286,13 @@ def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="m
         [progress, logs_dir], model=model, verbose=1 if sys.stdout.isatty() else 2, epochs=epochs, steps=None
     )
     train_step, test_step = _steps(model, strategy, validation)
+    if strategy.num_replicas_in_sync > 1:
+        label = worker_label(strategy)
+        print(
+            f"training on {strategy.num_replicas_in_sync} devices in sync{f' ({label})' if label else ''}; "
+            f"each batch of {settings['batch_size']} is split among them",
+            flush=True,
+        )
     try:
         with owned(own):
             with strategy.scope():
