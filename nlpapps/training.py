@@ -1,11 +1,15 @@
-"""The one fit loop every task uses: Keras `fit`, validation each epoch, early stopping, TensorBoard
-logs, and a resume backup that makes a killed run, run again, end exactly as an unbroken one.
+"""The one fit loop every task uses, on one device, several (MirroredStrategy) or several machines
+(MultiWorkerMirroredStrategy) alike: an epoch loop of our own around compiled steps that run the
+model's compiled train_step / test_step on every device (Keras 3.15's `fit` fails under
+MultiWorkerMirroredStrategy, keras-team/keras#20585), with Keras' progress output and TensorBoard
+logs, validation each epoch, early stopping, and a resume backup that makes a killed run, run again,
+end exactly as an unbroken one.
 
 Exact resume. After every epoch the run folder gets one backup file holding every model variable
 (weights and the dropout layers' seed-generator states), the optimizer's variables (step count,
 moments), the early-stopping state (best value, epochs without improvement, best weights) and the
-history so far. Keras' fit is called one epoch at a time, so epoch k of a resumed run starts from
-exactly what epoch k of an unbroken run started from. The training data must also be the same:
+history so far, so epoch k of a resumed run starts from exactly what epoch k of an unbroken run
+started from. The training data must also be the same:
 pass `train` as a function of the epoch, `train(epoch) -> tf.data.Dataset`, whose shuffle seed is
 derived from the recipe's seed and the epoch (as `text.pipeline(..., epoch=e)` does), so that the
 order of epoch k does not depend on how many epochs this process has run. A plain Dataset is also
