@@ -362,8 +362,9 @@ def _compiled(strategy, step):
     def for_data(data):
         key = repr(data.element_spec)
         if key not in traced:
+            # autograph off, as in Keras' fit: the steps hold no Python control flow on tensors.
             traced[key] = tf.function(
-                lambda batch: strategy.run(step, args=(batch,)), input_signature=[data.element_spec]
+                lambda batch: strategy.run(step, args=(batch,)), input_signature=[data.element_spec], autograph=False
             )
         return traced[key]
 
