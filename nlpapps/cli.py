@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ SHORTHANDS = {
     "data": "data.source",
     "text_column": "data.text",
     "label_column": "data.label",
+    "strategy": "train.strategy",
 }
 
 
@@ -31,12 +33,22 @@ def import_tensorflow():
     held back, so that the CLI's own output and one-line errors stay readable; shown if it fails."""
     if "tensorflow" in sys.modules:
         return
+    with native_logs_held():
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def native_logs_held():
+    """Hold back what native code writes to stderr meanwhile; shown if anything but a user error
+    (which says what went wrong in one line) ends the block."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
+        except UserError:
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
@@ -59,6 +71,9 @@ class App(click.Group):
         except (click.ClickException, UserError) as e:
             message = e.format_message() if isinstance(e, click.ClickException) else str(e)
             click.echo(f"nlpapps: error: {message}", err=True)
+            if getattr(e, "exit_now", False):  # TensorFlow still waits in a thread that would hold the exit
+                sys.stdout.flush()
+                os._exit(2)
             sys.exit(2)
         except click.Abort:
             click.echo("nlpapps: interrupted", err=True)
@@ -84,6 +99,11 @@ def cli():
 @click.option("--text-column", help="Column holding the text (data.text).")
 @click.option("--label-column", help="Column holding the label or score (data.label).")
 @click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multi-worker"]),
+    help="Train on one device, on all local GPUs in sync, or on the machines TF_CONFIG names (train.strategy).",
+)
+@click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key, e.g. model.units=128."
 )
 @click.option(
@@ -101,9 +121,14 @@ def run(recipe, overrides, output, **flags):
     import_tensorflow()
     from nlpapps import tasks, training
 
+    with native_logs_held():  # first: devices and the cluster are fixed when TensorFlow starts
+        training.strategy(settings)
     training.seed_everything(settings["train"]["seed"])
     path = tasks.get(settings.task).run(settings, output, log=click.echo)
-    click.echo(f"\nexported {settings.task} model to {path}")
+    if path is None:
+        click.echo(f"\n{training.worker_label()}: done; the chief writes the export")
+    else:
+        click.echo(f"\nexported {settings.task} model to {path}")
 
 
 def _require_writable(folder):

@@ -66,10 +66,15 @@ def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras
         returns a dict of named outputs; "serving_default" is the one TF Serving calls by default;
     track: the Keras objects whose variables and lookup tables the functions use;
     extras: (file name, writer(path)) pairs such as plots, written beside the SavedModel.
+    In a multi-worker cluster every worker writes the export (saving reads variables that all of
+    them hold together), and only the chief keeps it; the others return None.
     """
     import keras
 
-    task_dir = Path(output_root) / recipe.name
+    from nlpapps import training
+
+    scratch = None if training.is_chief() else Path(tempfile.mkdtemp(prefix="nlpapps-worker-"))
+    task_dir = scratch or Path(output_root) / recipe.name
     task_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=task_dir))
     try:
@@ -91,6 +96,8 @@ def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras
         }
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         _readable(tmp)
+        if scratch:
+            return None
         for _ in range(100):  # another run may take a version at the same moment: take the next
             target = task_dir / str((versions(task_dir) or [0])[-1] + 1)
             try:
@@ -100,7 +107,7 @@ def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras
                 continue
         raise UserError(f"could not write a new version under {task_dir}")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch or tmp, ignore_errors=True)
 
 
 def _readable(folder):

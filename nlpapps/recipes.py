@@ -85,6 +85,7 @@ RULES = {
     "train.patience": _at_least(0),
     "train.score_weight": _at_least(0.0),
     "train.class_weights": _one_of("auto", "on", "off"),
+    "train.strategy": _one_of("default", "mirrored", "multi-worker"),
     "data.skip_rows": _at_least(0),
     "data.max_gap": _at_least(0),
     "data.event_window": _at_least(1),

@@ -1,11 +1,15 @@
-"""The one fit loop every task uses: Keras `fit`, validation each epoch, early stopping, TensorBoard
-logs, and a resume backup that makes a killed run, run again, end exactly as an unbroken one.
+"""The one fit loop every task uses, on one device, several (MirroredStrategy) or several machines
+(MultiWorkerMirroredStrategy) alike: an epoch loop of our own around compiled steps that run the
+model's compiled train_step / test_step on every device (Keras 3.15's `fit` fails under
+MultiWorkerMirroredStrategy, keras-team/keras#20585), with Keras' progress output and TensorBoard
+logs, validation each epoch, early stopping, and a resume backup that makes a killed run, run again,
+end exactly as an unbroken one.
 
 Exact resume. After every epoch the run folder gets one backup file holding every model variable
 (weights and the dropout layers' seed-generator states), the optimizer's variables (step count,
 moments), the early-stopping state (best value, epochs without improvement, best weights) and the
-history so far. Keras' fit is called one epoch at a time, so epoch k of a resumed run starts from
-exactly what epoch k of an unbroken run started from. The training data must also be the same:
+history so far, so epoch k of a resumed run starts from exactly what epoch k of an unbroken run
+started from. The training data must also be the same:
 pass `train` as a function of the epoch, `train(epoch) -> tf.data.Dataset`, whose shuffle seed is
 derived from the recipe's seed and the epoch (as `text.pipeline(..., epoch=e)` does), so that the
 order of epoch k does not depend on how many epochs this process has run. A plain Dataset is also
@@ -21,8 +25,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
-import warnings
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,17 +73,6 @@ def owned(workdir):
         finally:
             f.truncate(0)
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class _Progress(keras.callbacks.ProgbarLogger):
-    """Keras' progress output, saying "Epoch k/N" of the whole run while fit runs one epoch."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.total = epochs
-
-    def set_params(self, params):
-        super().set_params({**params, "epochs": self.total})
 
 
 class _EarlyStopping:
@@ -149,49 +143,295 @@ def _restore(path, model, stopper):
     return state["epoch"], state["history"], state["stopped"]
 
 
+# ------------------------------------------------------------------------------ devices and workers
+
+CPU_DEVICES = "NLPAPPS_CPU_DEVICES"  # split the CPU into this many logical devices (to try `mirrored`)
+WORKER_TIMEOUT = "NLPAPPS_WORKER_TIMEOUT"  # seconds to wait for the other workers (default 120)
+_strategies = {}
+
+
+def strategy(recipe):
+    """The tf.distribute strategy of the recipe's train.strategy, created once per process; the task
+    builds its model and optimizer under `strategy(recipe).scope()`.
+    default: one device; mirrored: every local GPU (else every logical CPU device) in sync;
+    multi-worker: the machines that the TF_CONFIG environment variable names, each with its devices.
+    Call it before any other TensorFlow work: logical devices and the cluster are fixed at start."""
+    import tensorflow as tf
+
+    name = recipe["train"]["strategy"]
+    _split_cpu(tf)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name not in _strategies:
+        _strategies[name] = _mirrored(tf) if name == "mirrored" else _multi_worker(tf)
+    return _strategies[name]
+
+
+def _split_cpu(tf):
+    wanted = os.environ.get(CPU_DEVICES, "")
+    if not wanted:
+        return
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise UserError(f"{CPU_DEVICES}={wanted!r}: must be a whole number of devices, 1 or more")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or [None]) == int(wanted):
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(wanted))
+    except RuntimeError:
+        raise UserError(f"{CPU_DEVICES} must be set before TensorFlow starts (it had started)") from None
+
+
+def _mirrored(tf):
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _multi_worker(tf):
+    """MultiWorkerMirroredStrategy from TF_CONFIG. Its start waits until every worker has joined,
+    by default for an hour: the cluster's coordination service is configured here as the strategy
+    would configure it, with NLPAPPS_WORKER_TIMEOUT seconds to form. The same limit bounds each
+    collective step later, so a worker that vanishes mid-run is reported too."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "null")
+        jobs = {job: list(config["cluster"][job]) for job in ("chief", "worker") if job in config["cluster"]}
+        task = f"{config['task']['type']} {int(config['task']['index'])}"
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise UserError(
+            "train.strategy = multi-worker needs TF_CONFIG, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+        ) from None
+    timeout = _worker_timeout()
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=f"/job:{'chief' if 'chief' in jobs else 'worker'}/replica:0/task:0",
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=j, num_tasks=len(a)) for j, a in jobs.items()],
+        cluster_register_timeout_in_ms=int(timeout * 1000),
+    )
+    context.context().coordination_service.cluster_register_with_barrier = True  # the limit applies to all
+    try:
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+        workers = ", ".join(a for addresses in jobs.values() for a in addresses)
+        raise WorkersUnreachable(
+            f"multi-worker training as {task} of {workers}: not every worker joined within {timeout:g} s "
+            f"({type(e).__name__}); start each worker that TF_CONFIG names, or raise {WORKER_TIMEOUT}"
+        ) from None
+
+
+class WorkersUnreachable(UserError):
+    """The cluster never formed. TensorFlow's half-started cluster would log its own errors while
+    the process shuts down: the command line ends the process at once after saying so."""
+
+    exit_now = True
+
+
+def _worker_timeout():
+    value = os.environ.get(WORKER_TIMEOUT, "120")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise UserError(f"{WORKER_TIMEOUT}={value!r}: must be a positive number of seconds")
+    return seconds
+
+
+def is_chief(strategy=None):
+    """Whether this process writes what a run leaves behind (backup, logs, export): always, except
+    in a multi-worker cluster, where only the chief does (the "chief" task, else worker 0)."""
+    strategy = strategy or _strategies.get("multi-worker")
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def worker_label(strategy=None):
+    """'worker 1 of 2' in a multi-worker cluster, '' otherwise."""
+    strategy = strategy or _strategies.get("multi-worker")
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return ""
+    total = sum(resolver.cluster_spec().num_tasks(job) for job in resolver.cluster_spec().jobs)
+    return f"{resolver.task_type} {resolver.task_id} of {total}"
+
+
+# ------------------------------------------------------------------------------------ the fit loop
+
+
 def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="min", class_weight=None):
-    """Train `model` (compiled) for settings["epochs"] epochs with early stopping after
-    settings["patience"] epochs without improvement of `monitor`; return its history (every epoch,
-    resumed or not). The best validation weights are restored.
-    train: a function epoch -> tf.data.Dataset (exact resume), or a Dataset;
+    """Train `model` (compiled, under its strategy's scope) for settings["epochs"] epochs with early
+    stopping after settings["patience"] epochs without improvement of `monitor`; return its history
+    (every epoch, resumed or not). The best validation weights are restored.
+    train: a function epoch -> tf.data.Dataset (exact resume), or a Dataset; batches are global:
+    each worker and device takes its share of every batch;
     class_weight: {class id: weight} for a single-output model, as Keras' fit takes it."""
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
     workdir = Path(workdir)
+    chief = is_chief(strategy)
+    # Every worker runs the same steps; only the chief keeps a backup and logs. The others write
+    # theirs to a scratch folder that is removed at the end (MultiWorkerMirroredStrategy's pattern).
+    own = workdir if chief else Path(tempfile.mkdtemp(prefix="nlpapps-worker-"))
     epochs = settings["epochs"]
     stopper = _EarlyStopping(monitor, mode, settings["patience"])
-    callbacks = [keras.callbacks.TensorBoard(str(workdir / "logs")), _Progress(epochs)]
     # One line per epoch when not on a terminal (logs, CI); live bars on a terminal.
-    verbose = 1 if sys.stdout.isatty() else 2
-    with owned(workdir), warnings.catch_warnings():
-        # Length-bucketed datasets have no known size, so Keras finds each epoch's end by running out.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        backup = workdir / BACKUP
-        start, history, stop = _restore(backup, model, stopper) or (0, {}, False)
-        if start:
-            print(f"resuming from the backup in {workdir} after epoch {start}", flush=True)
-        for epoch in range(start, start if stop else epochs):
-            data = train(epoch) if callable(train) else train
-            logs = model.fit(
-                data,
-                validation_data=validation,
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,
-                class_weight=class_weight,
-            ).history
-            logs = {k: float(v[-1]) for k, v in logs.items()}
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            stop = stopper.update(epoch, logs, model)
-            _save(backup, model, stopper, epoch + 1, history, stop)
-            if stop:
-                print(
-                    f"early stopping after epoch {epoch + 1}: best {monitor} at epoch {stopper.best_epoch + 1}",
-                    flush=True,
+    progress = keras.callbacks.ProgbarLogger()
+    logs_dir = keras.callbacks.TensorBoard(str(own / "logs"))
+    callbacks = keras.callbacks.CallbackList(
+        [progress, logs_dir], model=model, verbose=1 if sys.stdout.isatty() else 2, epochs=epochs, steps=None
+    )
+    train_step, test_step = _steps(model, strategy, validation)
+    if strategy.num_replicas_in_sync > 1:
+        label = worker_label(strategy)
+        print(
+            f"training on {strategy.num_replicas_in_sync} devices in sync{f' ({label})' if label else ''}; "
+            f"each batch of {settings['batch_size']} is split among them",
+            flush=True,
+        )
+    try:
+        with owned(own):
+            with strategy.scope():
+                # A resumed worker reads the chief's backup (on a shared folder, or a copy).
+                start, history, stop = _restore(workdir / BACKUP, model, stopper) or (0, {}, False)
+            if start:
+                print(f"resuming from the backup in {workdir} after epoch {start}", flush=True)
+            callbacks.on_train_begin()
+            for epoch in range(start, start if stop else epochs):
+                data = train(epoch) if callable(train) else train
+                logs = _epoch(
+                    model, strategy, callbacks, epoch, _weighted(data, class_weight), validation, train_step, test_step
                 )
-                break
-        if stopper.best_weights is not None:
-            model.set_weights(stopper.best_weights)
-        backup.unlink(missing_ok=True)
+                for k, v in logs.items():
+                    history.setdefault(k, []).append(v)
+                stop = stopper.update(epoch, logs, model)
+                _save(own / BACKUP, model, stopper, epoch + 1, history, stop)
+                if stop:
+                    print(
+                        f"early stopping after epoch {epoch + 1}: best {monitor} at epoch {stopper.best_epoch + 1}",
+                        flush=True,
+                    )
+                    break
+            callbacks.on_train_end()
+            if stopper.best_weights is not None:
+                model.set_weights(stopper.best_weights)
+            (own / BACKUP).unlink(missing_ok=True)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as e:
+        if not worker_label(strategy):
+            raise
+        raise UserError(f"training across workers stopped: {e.message.splitlines()[0]}") from None
+    finally:
+        if not chief:
+            shutil.rmtree(own, ignore_errors=True)
+    if worker_label(strategy):  # workers in sync end with the same weights: this line lets one check
+        print(f"{worker_label(strategy)}: final weights {weights_digest(model)}", flush=True)
     return history
+
+
+def _steps(model, strategy, validation):
+    """The compiled training and validation steps. Each device runs the model's own train_step /
+    test_step on its share of the batch: the task's compiled losses, loss weights, metrics and sample
+    weights, the loss scaled by the number of devices in sync so that the summed gradients are those
+    of the global batch."""
+    with strategy.scope():
+        # What Keras' fit does before its first step, from the data's shapes alone: build the compiled
+        # losses and metrics and the optimizer, so that no variable is created inside a step.
+        model._symbolic_build(data_batch=validation.element_spec)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+
+    return _compiled(strategy, model.train_step), _compiled(strategy, model.test_step)
+
+
+def _compiled(strategy, step):
+    """`step` (the model's train_step or test_step) on every device, as a tf.function of a dataset:
+    traced once per kind of dataset, for its element spec (batch and length dimensions unknown),
+    so one trace serves every batch of every epoch."""
+    import tensorflow as tf
+
+    traced = {}
+
+    def for_data(data):
+        key = repr(data.element_spec)
+        if key not in traced:
+            # autograph off, as in Keras' fit: the steps hold no Python control flow on tensors.
+            traced[key] = tf.function(
+                lambda batch: strategy.run(step, args=(batch,)), input_signature=[data.element_spec], autograph=False
+            )
+        return traced[key]
+
+    return for_data
+
+
+def _epoch(model, strategy, callbacks, epoch, data, validation, train_step, test_step):
+    """One epoch of training, then validation; returns its logs as Keras' fit names them."""
+    model.reset_metrics()
+    callbacks.on_epoch_begin(epoch)
+    data = _distributed(strategy, data)
+    run = train_step(data)
+    for step, batch in enumerate(data):
+        callbacks.on_train_batch_begin(step)
+        run(batch)
+        callbacks.on_train_batch_end(step)
+    logs = _results(model)
+    model.reset_metrics()
+    callbacks.on_test_begin()
+    validation = _distributed(strategy, validation)
+    run = test_step(validation)
+    for step, batch in enumerate(validation):
+        callbacks.on_test_batch_begin(step)
+        run(batch)
+        callbacks.on_test_batch_end(step)
+    val = _results(model)
+    callbacks.on_test_end(val)
+    logs.update({f"val_{k}": v for k, v in val.items()})
+    callbacks.on_epoch_end(epoch, logs)
+    return logs
+
+
+def _results(model):
+    """The metrics of the steps since the last reset, summed over every device and worker."""
+    return {k: float(v) for k, v in model.get_metrics_result().items()}
+
+
+def _distributed(strategy, data):
+    """Each worker takes its share of every global batch (sharding by data: any dataset, streamed or
+    in memory, gives every worker the same number of steps), each device its share of that."""
+    import tensorflow as tf
+
+    if strategy.num_replicas_in_sync == 1:
+        return data
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(data.with_options(options))
+
+
+def _weighted(data, class_weight):
+    """Batches (x, y) → (x, y, the weight of each example's class), as Keras' fit applies class_weight."""
+    if not class_weight:
+        return data
+    import tensorflow as tf
+
+    table = tf.constant([class_weight.get(i, 1.0) for i in range(max(class_weight) + 1)], tf.float32)
+
+    def add(x, y):
+        labels = tf.reshape(tf.cast(tf.nest.flatten(y)[0], tf.int32), [-1])
+        return x, y, tf.gather(table, labels)
+
+    return data.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def weights_digest(model):
+    """A short fingerprint of the model's weights (identical weights, identical digest)."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()[:16]

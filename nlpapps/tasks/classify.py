@@ -9,7 +9,7 @@ gives the same label/probabilities/classes for every K. Class weights can balanc
 import keras
 import numpy as np
 
-from nlpapps import evaluation
+from nlpapps import evaluation, training
 from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
@@ -65,7 +65,8 @@ def run(recipe, output_root, log=print):
     )
     log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights {note}")
 
-    model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
+    with training.strategy(recipe).scope():
+        model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
     history, seconds = many_to_one.fit(
         model, ids, {k: v["y"] for k, v in splits.items()}, recipe, output_root, class_weight=weights
     )

@@ -432,7 +432,8 @@ def run(recipe, output_root, log=print):
             t["batch_size"],
         ),
     }
-    model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
+    with training.strategy(recipe).scope():
+        model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
     log(
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "

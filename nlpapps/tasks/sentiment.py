@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nlpapps import evaluation
+from nlpapps import evaluation, training
 from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
@@ -84,7 +84,8 @@ def run(recipe, output_root, log=print):
         for k, v in splits.items()
     }
 
-    model = build(vectorizer.vocabulary_size(), classes, scored, m, t)
+    with training.strategy(recipe).scope():
+        model = build(vectorizer.vocabulary_size(), classes, scored, m, t)
     history, seconds = many_to_one.fit(model, ids, targets, recipe, output_root)
 
     test, train = splits["test"], splits["train"]

@@ -285,8 +285,9 @@ def translate_all(function, texts, batch_size=64):
 def run(recipe, output_root, log=print):
     d, m, t, dd = recipe["data"], recipe["model"], recipe["train"], recipe["decode"]
     splits, vectorizers, skipped = prepare(recipe, log)
-    translator = Translator(vectorizers["source"].vocabulary_size(), vectorizers["target"].vocabulary_size(), m)
-    translator.compile(t["learning_rate"])
+    with training.strategy(recipe).scope():
+        translator = Translator(vectorizers["source"].vocabulary_size(), vectorizers["target"].vocabulary_size(), m)
+        translator.compile(t["learning_rate"])
     data = {k: teacher_forcing(vectorizers, v, translator.start_id, translator.end_id) for k, v in splits.items()}
     batches = {
         k: text.pipeline(*data[k], batch_size=t["batch_size"], shuffle=False, seed=t["seed"])
