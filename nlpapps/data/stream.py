@@ -116,10 +116,6 @@ class Source:
         self.numeric = dict.fromkeys(self.checked, False)  # decided by `profile`
         self._checked_at = [self.names.index(n) for n in self.checked]
 
-    def size(self):
-        """Bytes of the source file (0 for tfds and folders)."""
-        return self.path.stat().st_size if self.path is not None and self.path.is_file() else 0
-
     def records(self, split=None):
         """(line, split index, values or None, why) of every row; values is None for a row that
         cannot be read (wrong field count, not UTF-8, not a JSON object) and `why` says why."""
@@ -379,6 +375,8 @@ class _Csv(_File):
                     yield start, end, record
             except csv.Error as e:
                 raise UserError(f"{self.path}: line {reader.line_num}: cannot read ({e})") from None
+            except (OSError, EOFError) as e:  # a truncated .gz, a disk error
+                raise UserError(f"{self.path}: cannot read ({e})") from None
 
     def header(self):
         for _, end, record in self._records():
