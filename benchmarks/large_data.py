@@ -27,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -209,6 +210,7 @@ def main():
     parser.add_argument("--skip-shipped", action="store_true")
     parser.add_argument("--skip-recipes", action="store_true")
     a = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still deletes its 2 GB file
     work = Path(tempfile.mkdtemp(prefix="nlpapps_large_"))
     path = a.path or work / "reviews.tsv"
     made = not path.exists()
