@@ -24,6 +24,53 @@ def regression(y_true, y_pred):
     return {"mae": float(skm.mean_absolute_error(y_true, y_pred)), "pearson": r}
 
 
+def confusion_scores(matrix, labels, scored=None):
+    """`classification` from a confusion matrix (rows: true class, columns: predicted, both in
+    `labels` order) accumulated batch by batch; the macro average is over the `scored` labels
+    (all by default), accuracy over every row."""
+    matrix = np.asarray(matrix, dtype=float)
+    tp, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    p = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    r = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f = np.divide(2 * p * r, p + r, out=np.zeros_like(tp), where=(p + r) > 0)
+    chosen = [i for i, c in enumerate(labels) if scored is None or c in scored]
+    return {
+        "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
+        "macro_f1": float(f[chosen].mean()) if chosen else 0.0,
+        "per_class": {
+            str(labels[i]): {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(support[i]),
+            }
+            for i in chosen
+        },
+    }
+
+
+class Moments:
+    """Mean absolute error and Pearson r of (true, predicted) pairs added batch by batch, from
+    running sums (float64) rather than every pair."""
+
+    def __init__(self):
+        self.n, self.sums = 0, np.zeros(6)
+
+    def add(self, y_true, y_pred):
+        t, p = np.asarray(y_true, float).ravel(), np.asarray(y_pred, float).ravel()
+        self.n += len(t)
+        self.sums += [np.abs(t - p).sum(), t.sum(), p.sum(), (t * t).sum(), (p * p).sum(), (t * p).sum()]
+
+    def result(self):
+        n = max(self.n, 1)
+        absolute, st, sp, stt, spp, stp = self.sums / n
+        var_t, var_p = stt - st * st, spp - sp * sp
+        # A side that is constant has no correlation (as `regression` says); rounding leaves a trace.
+        constant = var_t <= 1e-12 * max(stt, 1e-300) or var_p <= 1e-12 * max(spp, 1e-300)
+        r = None if constant else float(np.clip((stp - st * sp) / np.sqrt(var_t * var_p), -1, 1))
+        return {"mae": float(absolute), "pearson": r}
+
+
 def majority(train_labels, size):
     """Predictions of the majority-class baseline: the most frequent training label, `size` times."""
     values, counts = np.unique(train_labels, return_counts=True)
@@ -87,9 +134,10 @@ def plot_history(history, path):
     _save(fig, path)
 
 
-def plot_confusion(y_true, y_pred, labels, path):
+def plot_confusion(y_true, y_pred, labels, path, matrix=None):
+    """The confusion matrix of (y_true, y_pred) over `labels`, or the given `matrix` (rows true)."""
     plt = _pyplot()
-    matrix = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=labels) if matrix is None else np.asarray(matrix)
     size = max(4, 0.35 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(

@@ -60,6 +60,10 @@ RULES = {
     "text.vocab_size": _at_least(3),  # padding, out-of-vocabulary, and at least one word
     "text.ngrams": _at_least(1),
     "text.max_tokens": _at_least(1),
+    "text.vocab_sample_rows": _at_least(1),
+    "data.cache_rows": _at_least(0),
+    "train.shuffle_buffer": _at_least(1),
+    "train.steps_per_epoch": _at_least(0),
     "model.embedding_dim": _at_least(1),
     "model.embedding_dropout": _fraction,
     "model.cell": _one_of("rnn", "lstm", "gru", "peephole"),

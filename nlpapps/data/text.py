@@ -99,12 +99,10 @@ def bucket_boundaries(max_tokens):
 
 
 def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None, epoch=None):
-    """(token ids, targets) batches: bucketed by length, or all padded to `pad_to` tokens.
+    """(token ids, targets) batches of in-memory ragged ids: see `batches`.
     `ids` may be a tuple of ragged id tensors (a source and a shifted target, say): batches are
     then bucketed by the first one's length and each is padded to its own longest row; ragged
-    targets are padded the same way. With `epoch`, the shuffled order is that epoch's own, fixed by
-    (seed, epoch) alone, so a resumed run sees the same order as an unbroken one; without, the order
-    changes at each iteration."""
+    targets are padded the same way."""
     first = tf.nest.flatten(ids)[0]
     # Slices of a ragged tensor come out ragged-typed; the map makes them plain 1-D tensors.
     ds = tf.data.Dataset.from_tensor_slices((ids, targets))
@@ -112,20 +110,39 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
         lambda x, y: (tf.nest.map_structure(lambda t: tf.cast(t, tf.int32), x), tf.nest.map_structure(_plain, y)),
         num_parallel_calls=AUTOTUNE,
     ).cache()
+    return batches(
+        ds,
+        batch_size=batch_size,
+        shuffle=int(first.nrows()) if shuffle else 0,
+        seed=seed,
+        max_length=int(first.row_lengths().numpy().max()),
+        bucketed=bucketed,
+        pad_to=pad_to,
+        epoch=epoch,
+    )
+
+
+def batches(ds, *, batch_size, shuffle, seed, max_length, bucketed=True, pad_to=None, epoch=None):
+    """Batches of a dataset of examples whose first part is token ids (or a tuple of them), with
+    lengths up to `max_length`: bucketed by length, or all padded to `pad_to` tokens. `shuffle` is
+    the shuffle buffer in examples (0: no shuffle; the split's size shuffles it whole). With `epoch`,
+    the shuffled order is that epoch's own, fixed by (seed, epoch) alone, so a resumed run sees the
+    same order as an unbroken one; without, the order changes at each iteration."""
     if shuffle and epoch is not None:
-        ds = ds.shuffle(int(first.nrows()), seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+        ds = ds.shuffle(shuffle, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     elif shuffle:
-        ds = ds.shuffle(int(first.nrows()), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
     if bucketed:
-        edges = bucket_boundaries(int(first.row_lengths().numpy().max()))
+        edges = bucket_boundaries(max_length)
         ds = ds.bucket_by_sequence_length(
-            lambda x, _: tf.shape(tf.nest.flatten(x)[0])[0],
+            lambda x, *_: tf.shape(tf.nest.flatten(x)[0])[0],
             edges,
             [batch_size] * (len(edges) + 1),
             pad_to_bucket_boundary=False,
         )
     else:
-        ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], _shapes(targets)))
+        shapes = tf.nest.map_structure(lambda spec: spec.shape, ds.element_spec[1:])
+        ds = ds.padded_batch(batch_size, padded_shapes=([pad_to], *shapes))
     return ds.prefetch(AUTOTUNE)
 
 
@@ -137,10 +154,6 @@ def epoch_seed(seed, epoch):
 def _plain(t):
     """A ragged slice (ragged_rank 0) as a plain tensor; other targets as they are."""
     return tf.identity(t) if isinstance(t, tf.RaggedTensor) else t
-
-
-def _shapes(targets):
-    return tf.nest.map_structure(lambda t: t.shape[1:], targets)
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")

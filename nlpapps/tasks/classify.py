@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from nlpapps import evaluation, training
+from nlpapps.data import sources
 from nlpapps.errors import UserError
 from nlpapps.tasks import many_to_one
 
@@ -34,28 +35,24 @@ def build(vocab_size, n_classes, m, learning_rate):
     return model
 
 
-def class_weights(y, n_classes, mode):
-    """Balanced weights n / (K * count) when `mode` is on, or auto and the largest class has at
-    least 3× the examples of the smallest; None otherwise."""
-    counts = np.bincount(y, minlength=n_classes)
+def class_weights(counts, mode):
+    """Balanced weights n / (K * count) from the training `counts` of each class when `mode` is
+    on, or auto and the largest class has at least 3× the examples of the smallest; None otherwise."""
+    counts = np.asarray(counts, dtype=float)
     if mode == "off" or (mode == "auto" and counts.max() < 3 * counts.min()):
         return None
-    return {i: float(w) for i, w in enumerate(len(y) / (n_classes * counts))}
+    return {i: float(w) for i, w in enumerate(counts.sum() / (len(counts) * counts))}
 
 
 def run(recipe, output_root, log=print):
     d, t, max_tokens = recipe["data"], recipe["train"], recipe["text"]["max_tokens"]
-    splits, vectorizer, ids, dropped = many_to_one.prepare(recipe, log)
-    cut = sum(int((v.row_lengths().numpy() >= max_tokens).sum()) for v in ids.values())
-    if cut:
-        log(f"{cut} texts reached text.max_tokens = {max_tokens} tokens; longer ones were cut there")
-    for columns in splits.values():
-        columns["label"] = columns["target"].astype(str)
-    classes = many_to_one.classes_of(splits, ids, d["source"], log)
+    data = many_to_one.prepare(recipe, log)
+    classes, sizes = many_to_one.classes_of(data, d["source"], log)
     for name in ("validation", "test"):
-        if not len(splits[name]["y"]):
+        if not sizes[name]:
             raise UserError(f"{d['source']}: no {name} row has a label seen in training; the data has too few rows")
-    weights = class_weights(splits["train"]["y"], len(classes), t["class_weights"])
+    train_counts = data.labels("train")
+    weights = class_weights([train_counts[c] for c in classes], t["class_weights"])
     note = (
         "off"
         if weights is None
@@ -64,27 +61,32 @@ def run(recipe, output_root, log=print):
         else f"from {min(weights.values()):.2f} to {max(weights.values()):.2f}"
     )
     log(f"{len(classes)} classes, {'one sigmoid unit' if len(classes) == 2 else 'softmax'}; class weights {note}")
+    table = many_to_one.lookup(classes)
+
+    def targets(columns):
+        y = table.lookup(columns["target"])
+        return y, y >= 0
 
     with training.strategy(recipe).scope():
-        model = build(vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
-    history, seconds = many_to_one.fit(
-        model, ids, {k: v["y"] for k, v in splits.items()}, recipe, output_root, class_weight=weights
-    )
-
-    test, train = splits["test"], splits["train"]
-    predicted = np.array(classes, dtype=object)[many_to_one.predict(model, ids["test"])["probabilities"].argmax(-1)]
-    baseline = evaluation.majority(train["label"], len(predicted))
+        model = build(data.vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
+    history, seconds, speed = many_to_one.fit(model, data, targets, recipe, output_root, class_weight=weights)
+    # Test metrics accumulate batch by batch in a confusion matrix (rows: true class).
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for out, y, _ in many_to_one.predictions(model, data, targets):
+        np.add.at(matrix, (y, out["probabilities"].argmax(-1)), 1)
+    cut = int(data.cut.numpy())
+    if cut:
+        log(f"{cut} texts reached text.max_tokens = {max_tokens} tokens; longer ones were cut there")
+    majority = max(classes, key=lambda c: train_counts[c])
+    baseline = np.zeros_like(matrix)
+    baseline[:, classes.index(majority)] = matrix.sum(axis=1)
     # Scored over the classes the test split holds or the model predicts: one never seen in either
     # has no precision or recall to average into macro-F1.
-    present = set(test["label"]) | set(predicted)
-    scored = [c for c in classes if c in present]
-    scores = evaluation.classification(test["label"], predicted, scored)
+    scored = {c for i, c in enumerate(classes) if matrix[i].sum() or matrix[:, i].sum()}
+    scores = evaluation.confusion_scores(matrix, classes, scored)
     summary = [
-        {"predictor": name, "texts": len(predicted), **{k: c[k] for k in ("accuracy", "macro_f1")}}
-        for name, c in (
-            ("model", scores),
-            ("majority class", evaluation.classification(test["label"], baseline, scored)),
-        )
+        {"predictor": name, "texts": int(matrix.sum()), **{k: c[k] for k in ("accuracy", "macro_f1")}}
+        for name, c in (("model", scores), ("majority class", evaluation.confusion_scores(baseline, classes, scored)))
     ]
     per_class = [{"class": k, **v} for k, v in scores["per_class"].items()]
     log("\ntest split")
@@ -93,9 +95,9 @@ def run(recipe, output_root, log=print):
     metadata = {
         "data": {
             "source": d["source"],
-            "sizes": {k: len(v["text"]) for k, v in splits.items()},
-            "skipped_empty": {k: dropped[k] for k in splits},
-            "skipped_bad_rows": dropped["bad_rows"],
+            "sizes": sizes,
+            "skipped_empty": dict(zip(sources.SPLITS, data.profile.empty)),
+            "skipped_bad_rows": data.profile.bad_rows,
             "texts_cut": cut,
             "class_weights": weights,
         },
@@ -107,10 +109,18 @@ def run(recipe, output_root, log=print):
         "figures": {"confusion_matrix": "confusion_matrix.png", "training_curves": "training_curves.png"},
         "history": history,
         "train_seconds": round(seconds, 1),
+        "train_tokens": speed["tokens"],
+        "train_tokens_per_second": speed["tokens_per_second"],
     }
-    confusion = ("confusion_matrix.png", lambda p: evaluation.plot_confusion(test["label"], predicted, scored, p))
+    shown = [i for i, c in enumerate(classes) if c in scored]
+    confusion = (
+        "confusion_matrix.png",
+        lambda p: evaluation.plot_confusion(
+            None, None, [classes[i] for i in shown], p, matrix=matrix[np.ix_(shown, shown)]
+        ),
+    )
     return many_to_one.save(
-        recipe, output_root, model, vectorizer, classes, lambda result: {}, metadata, extras=(confusion,)
+        recipe, output_root, model, data.vectorizer, classes, lambda result: {}, metadata, extras=(confusion,)
     )
 
 

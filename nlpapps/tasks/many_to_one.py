@@ -10,59 +10,99 @@ import tensorflow as tf
 
 from nlpapps import evaluation, export, training
 from nlpapps.blocks import recurrent_stack
-from nlpapps.data import sources, text
+from nlpapps.data import sources, stream, text
 from nlpapps.errors import UserError
+
+AUTOTUNE = tf.data.AUTOTUNE
 
 
 def prepare(recipe, log):
-    """Splits with 'text', 'target' (and 'domain' where present), the fitted vectorizer, every
-    split's token ids, and how many rows were skipped: empty texts per split, and 'bad_rows' (rows
-    that did not fit their columns)."""
-    d = recipe["data"]
-    notes = {}
-    splits = sources.load(
+    """The source as a stream, one pass over it (`stream.Profile`: column kinds, rows that do not
+    fit, label counts per split, a sample of training texts) and the vectorizer fitted on that
+    sample, as a `Data`."""
+    d, s = recipe["data"], recipe["text"]
+    source = stream.Source(
         d["source"],
         {"text": d["text"], "target": d["label"], "domain": d.get("domain", "")},
         optional=("domain",),
         fractions=tuple(d["split"]),
         seed=d["seed"],
-        max_bad_rows=d["max_bad_rows"],
-        log=log,
-        notes=notes,
     )
-    dropped = {"bad_rows": notes.get("skipped_bad_rows", 0)}
-    text.require_text(splits["train"]["text"], d["text"])
-    for name, columns in splits.items():
-        keys = list(columns)
-        kept, dropped[name] = text.drop_empty(*(columns[k] for k in keys))
-        splits[name] = dict(zip(keys, kept))
-    vectorizer, ids = _vectorize(splits, recipe["text"], dropped)
-    empty = {k: dropped[k] for k in splits}
-    if sum(empty.values()):
-        log(f"skipped {sum(empty.values())} empty texts ({', '.join(f'{k} {v}' for k, v in empty.items())})")
-    for name in ("train", "validation", "test"):
-        if not len(splits[name]["text"]):
+    start = time.perf_counter()
+    profile = source.profile(s["vocab_sample_rows"], d["max_bad_rows"], log)
+    seconds = time.perf_counter() - start
+    if profile.sample:
+        text.require_text(profile.sample, d["text"])
+    if sum(profile.empty):
+        counts = ", ".join(f"{k} {v}" for k, v in zip(stream.SPLITS, profile.empty))
+        log(f"skipped {sum(profile.empty)} empty texts ({counts})")
+    for name, size in zip(stream.SPLITS, profile.sizes):
+        if not size:
             raise UserError(f"{d['source']}: the {name} split is empty; the data has too few rows")
+    vectorizer = text.fit_vectorizer(profile.sample, s["vocab_size"], s["ngrams"])
     log(
         f"data: {d['source']}: "
-        + ", ".join(f"{k} {len(v['text'])}" for k, v in splits.items())
-        + f"; vocabulary {vectorizer.vocabulary_size()}, texts cut to {recipe['text']['max_tokens']} tokens"
+        + ", ".join(f"{k} {v}" for k, v in zip(stream.SPLITS, profile.sizes))
+        + f" ({profile.rows} rows read in {seconds:.1f} s, {profile.rows / max(seconds, 1e-9):,.0f} rows/s)"
+        + f"; vocabulary {vectorizer.vocabulary_size()} from {len(profile.sample)} training texts"
+        + f", texts cut to {s['max_tokens']} tokens"
     )
-    return splits, vectorizer, ids, dropped
+    return Data(source, profile, vectorizer, recipe)
 
 
-def _vectorize(splits, settings, dropped):
-    """The vectorizer fitted on the training texts, and every split's ragged token ids. Texts left
-    with no token at all (only punctuation) are dropped too and counted in `dropped`."""
-    vectorizer = text.fit_vectorizer(splits["train"]["text"], settings["vocab_size"], settings["ngrams"])
-    ids = {}
-    for name, columns in splits.items():
-        ragged = text.token_ids(vectorizer, columns["text"], settings["max_tokens"])
-        keep = ragged.row_lengths().numpy() > 0
-        splits[name] = {k: v[keep] for k, v in columns.items()}
-        ids[name] = tf.ragged.boolean_mask(ragged, keep)
-        dropped[name] += int((~keep).sum())
-    return vectorizer, ids
+class Data:
+    """A streamed source ready to train on: `examples(split, targets)` is a tf.data pipeline of
+    (token ids, targets, extras) examples, tokenized in parallel inside the pipeline; small splits
+    (up to data.cache_rows rows) are kept in memory after their first pass."""
+
+    def __init__(self, source, profile, vectorizer, recipe):
+        self.source, self.profile, self.vectorizer = source, profile, vectorizer
+        self.max_tokens, self.cache_rows = recipe["text"]["max_tokens"], recipe["data"]["cache_rows"]
+        # Texts that reached max_tokens, counted as the pipelines tokenize them (once for cached splits).
+        self.cut = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def size(self, split):
+        return self.profile.sizes[stream.SPLITS.index(split)]
+
+    def labels(self, split, column="target"):
+        """Counts of the values of `column` in `split` (fitting rows with a text)."""
+        return self.profile.values[column][stream.SPLITS.index(split)]
+
+    def examples(self, split, targets):
+        """(ids, targets, extras) of every row of `split`: `targets(columns)` maps a batch's string
+        columns to (targets, keep); rows it does not keep and rows without a token are left out.
+        extras holds the domain where the source has one."""
+        names, index = self.source.names, stream.SPLITS.index(split)
+        source, vectorizer, max_tokens, cut = self.source, self.vectorizer, self.max_tokens, self.cut
+        ds = tf.data.Dataset.from_generator(
+            lambda: source.batches(index), output_signature=tuple(tf.TensorSpec([None], tf.string) for _ in names)
+        )
+
+        @tf.autograph.experimental.do_not_convert  # tensor ops only: nothing for AutoGraph to convert
+        def encode(*values):
+            columns = dict(zip(names, values))
+            ids = tf.RaggedTensor.from_tensor(vectorizer(columns["text"]), padding=0)[:, :max_tokens]
+            y, keep = targets(columns)
+            keep = keep & (ids.row_lengths() > 0)
+            cut.assign_add(tf.math.count_nonzero(keep & (ids.row_lengths() >= max_tokens), dtype=tf.int64))
+            extras = {k: columns[k] for k in ("domain",) if k in columns}
+            pick = lambda t: tf.boolean_mask(t, keep)  # noqa: E731
+            return tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int32), tf.nest.map_structure(pick, (y, extras))
+
+        ds = ds.map(encode, num_parallel_calls=AUTOTUNE).unbatch()
+        # Rows of a ragged batch come out ragged-typed; the map makes them plain 1-D tensors.
+        ds = ds.map(_plain, num_parallel_calls=AUTOTUNE)
+        return ds.cache() if self.size(split) <= self.cache_rows else ds
+
+
+@tf.autograph.experimental.do_not_convert
+def _plain(x, rest):
+    return (tf.identity(x), *rest)
+
+
+@tf.autograph.experimental.do_not_convert
+def _inputs(x, y, extras):
+    return x, y
 
 
 def encoder(vocab_size, m):
@@ -84,17 +124,39 @@ def encoder(vocab_size, m):
     return ids, x
 
 
-def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
-    """Fit on bucketed batches, `class_weight` forwarded to Keras; returns (history, seconds)."""
-    t = recipe["train"]
+def fit(model, data, targets, recipe, output_root, monitor="val_loss", mode="min", class_weight=None):
+    """Fit on bucketed batches of the streamed training split, `class_weight` forwarded to Keras;
+    returns (history, seconds, {"tokens": real tokens trained on, "tokens_per_second": while training})."""
+    t, max_tokens = recipe["train"], recipe["text"]["max_tokens"]
+    tokens = tf.Variable(0, dtype=tf.int64, trainable=False)
+    clocks = []  # per epoch: when its first and its last training batch left the pipeline
+
+    examples = {k: data.examples(k, targets).map(_inputs) for k in ("train", "validation")}
+    shuffle = min(t["shuffle_buffer"], data.size("train"))
 
     def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
-        return text.pipeline(
-            ids["train"], targets["train"], batch_size=t["batch_size"], shuffle=True, seed=t["seed"], epoch=epoch
-        )
+        clock = tf.Variable([np.inf, 0.0], dtype=tf.float64, trainable=False)
+        clocks.append(clock)
 
-    validation = text.pipeline(
-        ids["validation"], targets["validation"], batch_size=t["batch_size"], shuffle=False, seed=t["seed"]
+        @tf.autograph.experimental.do_not_convert
+        def counted(x, y):  # real tokens, not padding, and the time: the throughput figure
+            now = tf.timestamp()
+            tokens.assign_add(tf.math.count_nonzero(x, dtype=tf.int64))
+            clock.assign(tf.stack([tf.minimum(clock[0], now), now]))
+            return x, y
+
+        ds = text.batches(
+            examples["train"],
+            batch_size=t["batch_size"],
+            shuffle=shuffle,
+            seed=t["seed"],
+            max_length=max_tokens,
+            epoch=epoch,
+        )
+        return (ds.take(t["steps_per_epoch"]) if t["steps_per_epoch"] else ds).map(counted)
+
+    validation = text.batches(
+        examples["validation"], batch_size=t["batch_size"], shuffle=0, seed=t["seed"], max_length=max_tokens
     )
     start = time.perf_counter()
     history = training.fit(
@@ -107,37 +169,53 @@ def fit(model, ids, targets, recipe, output_root, monitor="val_loss", mode="min"
         mode=mode,
         class_weight=class_weight,
     )
-    return history, time.perf_counter() - start
+    # Seconds between each epoch's first and last training batch: training alone, without validation.
+    training_seconds = sum(max(float(c[1] - c[0]), 0.0) for c in (c.numpy() for c in clocks) if np.isfinite(c[0]))
+    speed = {
+        "tokens": int(tokens.numpy()),
+        "tokens_per_second": round(int(tokens.numpy()) / max(training_seconds, 1e-9)),
+    }
+    return history, time.perf_counter() - start, speed
 
 
-def predict(model, ids, batch_size=256):
-    """Model outputs for ragged ids, batched by length like training."""
-    order = np.argsort(ids.row_lengths().numpy(), kind="stable")
-    out = [
-        model(tf.gather(ids, order[i : i + batch_size]).to_tensor(), training=False)
-        for i in range(0, len(order), batch_size)
-    ]
-    joined = {k: np.concatenate([np.asarray(o[k]) for o in out]) for k in out[0]}
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return {k: v[inverse] for k, v in joined.items()}
+def predictions(model, data, targets, batch_size=256):
+    """(model outputs, targets, extras) of the test split, batch by batch as numpy, batched by
+    length like training: metrics accumulate without holding every prediction."""
+    ds = text.batches(
+        data.examples("test", targets), batch_size=batch_size, shuffle=0, seed=0, max_length=data.max_tokens
+    )
+    for x, y, extras in ds:
+        out = model(x, training=False)
+        yield (
+            tf.nest.map_structure(np.asarray, out),
+            tf.nest.map_structure(np.asarray, y),
+            {k: v.numpy().astype(str) for k, v in extras.items()},
+        )
 
 
-def classes_of(splits, ids, origin, log):
-    """The label set seen in training. Validation/test rows whose label training never saw cannot
-    be learned or scored: they are dropped and counted. Adds integer 'y' to every split."""
-    classes = sorted(set(splits["train"]["label"]))
+def classes_of(data, origin, log, labels=None):
+    """The label set seen in training (`labels(split)`: counts of a split's labels; the target
+    column's by default). Validation/test rows whose label training never saw cannot be learned or
+    scored: they are dropped (by `lookup` in the pipeline) and counted. Returns (classes, sizes)."""
+    labels = labels or data.labels
+    classes = sorted(labels("train"))
     if len(classes) < 2:
         raise UserError(f"{origin}: the label column has one class only ({str(classes[0])!r}); need two or more")
-    index = {c: i for i, c in enumerate(classes)}
-    for name, columns in splits.items():
-        known = np.array([c in index for c in columns["label"]], dtype=bool)
-        if not known.all():
-            log(f"{name}: dropped {int((~known).sum())} rows whose label is not in the training split")
-            splits[name] = columns = {k: v[known] for k, v in columns.items()}
-            ids[name] = tf.ragged.boolean_mask(ids[name], known)
-        columns["y"] = np.array([index[c] for c in columns["label"]], dtype="int32")
-    return classes
+    sizes = {}
+    for name in stream.SPLITS:
+        counts = labels(name)
+        unseen = sum(c for k, c in counts.items() if k not in classes)
+        if unseen:
+            log(f"{name}: dropped {unseen} rows whose label is not in the training split")
+        sizes[name] = sum(counts.values()) - unseen
+    return classes, sizes
+
+
+def lookup(classes):
+    """A table from class name to its index, -1 for a class training never saw."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(classes), tf.range(len(classes), dtype=tf.int32)), -1
+    )
 
 
 def recipe_as_read(recipe):
