@@ -375,26 +375,26 @@ def _epoch(model, strategy, callbacks, epoch, data, validation, train_step, test
     """One epoch of training, then validation; returns its logs as Keras' fit names them."""
     model.reset_metrics()
     callbacks.on_epoch_begin(epoch)
-    data = _distributed(strategy, data)
-    run = train_step(data)
-    for step, batch in enumerate(data):
-        callbacks.on_train_batch_begin(step)
-        run(batch)
-        callbacks.on_train_batch_end(step)
+    _each_batch(strategy, data, train_step, callbacks.on_train_batch_begin, callbacks.on_train_batch_end)
     logs = _results(model)
     model.reset_metrics()
     callbacks.on_test_begin()
-    validation = _distributed(strategy, validation)
-    run = test_step(validation)
-    for step, batch in enumerate(validation):
-        callbacks.on_test_batch_begin(step)
-        run(batch)
-        callbacks.on_test_batch_end(step)
+    _each_batch(strategy, validation, test_step, callbacks.on_test_batch_begin, callbacks.on_test_batch_end)
     val = _results(model)
     callbacks.on_test_end(val)
     logs.update({f"val_{k}": v for k, v in val.items()})
     callbacks.on_epoch_end(epoch, logs)
     return logs
+
+
+def _each_batch(strategy, data, step, on_begin, on_end):
+    """Run the compiled `step` on every batch of `data`, each worker and device on its share."""
+    data = _distributed(strategy, data)
+    run = step(data)
+    for i, batch in enumerate(data):
+        on_begin(i)
+        run(batch)
+        on_end(i)
 
 
 def _results(model):
