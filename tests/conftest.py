@@ -5,6 +5,7 @@ from tasks/spam.toml), reused by every test."""
 import csv
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,15 @@ class NoNlpapps:
 
 sys.meta_path.insert(0, NoNlpapps())
 """
+
+
+def last_json_line(script, *args, cwd=None, timeout=300):
+    """Run `script` with `args` in a fresh interpreter; the JSON of the last line it prints."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def nlpapps_exe():

@@ -6,13 +6,11 @@ import csv
 import gzip
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL, TF_ONLY, invoke, run_nlpapps, tree_digest
+from conftest import SMALL, TF_ONLY, invoke, last_json_line, run_nlpapps, tree_digest
 
 from nlpapps.data import stream
 
@@ -41,11 +39,7 @@ print(json.dumps({k: [x.decode() if isinstance(x, bytes) else x for x in v.numpy
 
 
 def serve_in_fresh_process(export, texts):
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVE, str(export), json.dumps(texts)], capture_output=True, text=True, timeout=180
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json_line(SERVE, export, json.dumps(texts), timeout=180)
 
 
 def shipped_table(name):

@@ -5,12 +5,10 @@ import csv
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import invoke, run_nlpapps
+from conftest import invoke, last_json_line, run_nlpapps
 
 from nlpapps import recipes
 from nlpapps.data import sources
@@ -37,15 +35,7 @@ print(json.dumps({"label": labels, "score": scores}))
 def _label_and_score(export, texts, tmp_path):
     path = tmp_path / "texts.json"
     path.write_text(json.dumps(list(texts)))
-    proc = subprocess.run(
-        [sys.executable, "-c", LABEL_SCORE_SCRIPT, str(export), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json_line(LABEL_SCORE_SCRIPT, export, path, cwd=tmp_path)
     return np.array(out["label"]), np.array(out["score"])
 
 

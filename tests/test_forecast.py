@@ -6,13 +6,11 @@ a real pipe), a daily CSV with other column names, and one-line errors for bad i
 import csv
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TF_ONLY, invoke, run_nlpapps
+from conftest import TF_ONLY, invoke, last_json_line, run_nlpapps
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -167,15 +165,7 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
 
     seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
     batch = [readings, readings[::-1]]  # two streams at once
-    proc = subprocess.run(
-        [sys.executable, "-c", STEP_SCRIPT, str(export_path), json.dumps(batch), json.dumps([seconds, seconds[::-1]])],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json_line(STEP_SCRIPT, export_path, json.dumps(batch), json.dumps([seconds, seconds[::-1]]), timeout=180)
     stepped, whole = np.array(out["stepped"]), np.array(out["whole"])
     assert stepped.shape == whole.shape == (2, 60, 6, 2)
     assert np.isfinite(whole).all()

@@ -2,12 +2,10 @@
 SavedModel in a fresh TensorFlow-only process, the .keras twin, and a label-only second run."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import TF_ONLY, tree_digest
+from conftest import TF_ONLY, last_json_line, tree_digest
 
 # Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -46,15 +44,7 @@ print(json.dumps({
 
 def serve_in_fresh_process(export, texts, raw_bytes=(), cwd=None):
     """Outputs of the export's serving_default on `texts`; items listed in raw_bytes are latin-1 bytes."""
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, str(export), json.dumps(texts), json.dumps(list(raw_bytes))],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json_line(SERVE_SCRIPT, export, json.dumps(texts), json.dumps(list(raw_bytes)), cwd=cwd, timeout=180)
 
 
 @pytest.fixture(scope="module")

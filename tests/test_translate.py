@@ -6,13 +6,11 @@ import csv
 import gzip
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TF_ONLY, invoke, run_nlpapps
+from conftest import TF_ONLY, invoke, last_json_line, run_nlpapps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,15 +72,7 @@ print(json.dumps({name: {k: plain(v) for k, v in model.signatures[name](text=tex
 
 def serve_in_fresh_process(export, raw):
     """Outputs of every signature on `raw` (bytes), in a process that imports only tensorflow."""
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVE, str(export), json.dumps([r.decode("latin-1") for r in raw])],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json_line(SERVE, export, json.dumps([r.decode("latin-1") for r in raw]))
 
 
 def train(args, output):
