@@ -58,6 +58,53 @@ def load_keras(path):
     return keras.models.load_model(Path(path) / "model.keras" if Path(path).is_dir() else path, safe_mode=True)
 
 
+# Serving: the string work (standardizing, splitting, vocabulary lookups) stays TensorFlow ops, and the
+# numeric part (embedding, recurrent loop, heads) runs compiled by XLA: one fused program in place of
+# the thousands of small ops a recurrent loop runs per text, the same numbers to float rounding. XLA
+# compiles once per input shape, so inputs reach it in a bounded set of shapes: rows in chunks of
+# CHUNK_ROWS and token ids padded to a length bucket's edge (the padding mask makes padding change
+# nothing). Each shape compiles on its first use, about a second each.
+CHUNK_ROWS = (1, 8, 32)  # a batch is padded up to the first that holds it, or cut into chunks of the last
+
+
+def compiled(function):
+    """`function` compiled by XLA (once per input shape it meets)."""
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=True)
+
+
+def by_length(numeric, ids, edges):
+    """`numeric`'s outputs (each with a row axis first) for every row of token ids[batch, time], in the
+    input's order. Rows are sorted by length and cut into chunks of one of CHUNK_ROWS rows, each
+    padded to the first of `edges` that holds its longest row (time <= edges[-1]): at most
+    len(CHUNK_ROWS) × len(edges) shapes reach the compiled `numeric`, and a short text is not padded
+    to the longest text of its batch."""
+    import tensorflow as tf
+
+    ids = tf.cast(ids, tf.int32)
+    edges, sizes = tf.constant(edges, tf.int32), tf.constant(CHUNK_ROWS, tf.int32)
+    batch = tf.shape(ids)[0]
+    rows = tf.gather(sizes, tf.minimum(tf.searchsorted(sizes, batch[None]), len(CHUNK_ROWS) - 1))[0]
+    chunks = (batch + rows - 1) // rows
+    lengths = tf.math.count_nonzero(ids, axis=1, dtype=tf.int32)
+    order = tf.argsort(lengths, stable=True)
+    ids = tf.pad(tf.gather(ids, order), [[0, chunks * rows - batch], [0, edges[-1] - tf.shape(ids)[1]]])
+    lengths = tf.pad(tf.gather(lengths, order), [[0, chunks * rows - batch]])
+
+    def chunk(i):
+        start = i * rows
+        longest = tf.maximum(tf.reduce_max(lengths[start : start + rows]), 1)
+        edge = tf.gather(edges, tf.searchsorted(edges, longest[None]))[0]
+        return numeric(ids[start : start + rows, :edge])
+
+    traced = numeric.get_concrete_function(tf.TensorSpec([None, None], tf.int32)).structured_outputs
+    spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), traced)
+    out = tf.map_fn(chunk, tf.range(chunks), fn_output_signature=spec)
+    inverse = tf.math.invert_permutation(order)
+    return tf.nest.map_structure(lambda t: tf.gather(tf.reshape(t, [-1, *t.shape[2:]]), inverse), out)
+
+
 def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras=()):
     """Write the export to a temporary folder, then rename it into the next free version of
     saved_models/<recipe name>/.

@@ -98,6 +98,11 @@ def bucket_boundaries(max_tokens):
     return edges + [max_tokens + 1]
 
 
+def serving_edges(max_tokens):
+    """The lengths a served batch of token ids is padded to: the bucket edges, the last max_tokens."""
+    return [edge for edge in bucket_boundaries(max_tokens) if edge < max_tokens] + [max_tokens]
+
+
 def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=None, epoch=None):
     """(token ids, targets) batches of in-memory ragged ids: see `batches`.
     `ids` may be a tuple of ragged id tensors (a source and a shifted target, say): batches are

@@ -184,8 +184,10 @@ def predictions(model, data, targets, batch_size=256):
     ds = text.batches(
         data.examples("test", targets), batch_size=batch_size, shuffle=0, seed=0, max_length=data.max_tokens
     )
+    # Compiled once for every batch shape: an eager call per batch costs far more than the model does.
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for x, y, extras in ds:
-        out = model(x, training=False)
+        out = infer(x)
         yield (
             tf.nest.map_structure(np.asarray, out),
             tf.nest.map_structure(np.asarray, y),
@@ -236,16 +238,15 @@ def recipe_as_read(recipe):
     return flat
 
 
-def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
-    """Export: `text: string[batch]` → the named outputs that `outputs(model outputs)` builds."""
+def serving(model, vectorizer, classes, outputs, max_tokens):
+    """The exported function: `text: string[batch]` → label, probabilities, classes, and the named
+    outputs that `outputs(model outputs)` builds. The model runs compiled, on length-bucketed chunks."""
     class_names = tf.constant(classes)
-    # One text-to-ids path for the SavedModel and the Keras model alike.
-    raw = keras.Input((1,), dtype="string", name="text")
-    ids = text.ServingIds(recipe["text"]["max_tokens"], name="serving_ids")
-    end_to_end = keras.Model(raw, model(ids(vectorizer(raw))), name=f"{recipe.task}_end_to_end")
+    numeric = export.compiled(lambda token_ids: model(token_ids, training=False))
+    edges = text.serving_edges(max_tokens)
 
     def serve(text_in):
-        result = model(ids(vectorizer(text_in)), training=False)
+        result = export.by_length(numeric, vectorizer(text_in)[:, :max_tokens], edges)
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
         # The task's own outputs come last: a task may give its label another meaning than the argmax.
         return {
@@ -255,6 +256,17 @@ def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, ext
             **outputs(result),
         }
 
+    return serve
+
+
+def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
+    """Export: `text: string[batch]` → the named outputs of `serving`; the .keras twin takes the
+    same strings through the same vectorizer."""
+    max_tokens = recipe["text"]["max_tokens"]
+    raw = keras.Input((1,), dtype="string", name="text")
+    ids = text.ServingIds(max_tokens, name="serving_ids")
+    end_to_end = keras.Model(raw, model(ids(vectorizer(raw))), name=f"{recipe.task}_end_to_end")
+    serve = serving(model, vectorizer, classes, outputs, max_tokens)
     return export.save(
         output_root,
         recipe,
