@@ -86,7 +86,7 @@ def by_length(numeric, ids, edges):
     edges, sizes = tf.constant(edges, tf.int32), tf.constant(CHUNK_ROWS, tf.int32)
     batch = tf.shape(ids)[0]
     rows = tf.gather(sizes, tf.minimum(tf.searchsorted(sizes, batch[None]), len(CHUNK_ROWS) - 1))[0]
-    chunks = (batch + rows - 1) // rows
+    chunks = tf.maximum((batch + rows - 1) // rows, 1)  # one for an empty batch: outputs keep their shapes
     lengths = tf.math.count_nonzero(ids, axis=1, dtype=tf.int32)
     order = tf.argsort(lengths, stable=True)
     ids = tf.pad(tf.gather(ids, order), [[0, chunks * rows - batch], [0, edges[-1] - tf.shape(ids)[1]]])
