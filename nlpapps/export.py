@@ -76,33 +76,43 @@ def compiled(function):
 
 def by_length(numeric, ids, edges):
     """`numeric`'s outputs (each with a row axis first) for every row of token ids[batch, time], in the
-    input's order. Rows are sorted by length and cut into chunks of one of CHUNK_ROWS rows, each
-    padded to the first of `edges` that holds its longest row (time <= edges[-1]): at most
-    len(CHUNK_ROWS) × len(edges) shapes reach the compiled `numeric`, and a short text is not padded
-    to the longest text of its batch."""
+    input's order. A batch is padded to one of CHUNK_ROWS rows, or sorted by length and cut into
+    chunks of the largest; each chunk is padded to the first of `edges` that holds its longest row
+    (time <= edges[-1]). So at most len(CHUNK_ROWS) × len(edges) shapes reach the compiled
+    `numeric`, and in a large batch a short text is not padded to the longest of the batch."""
     import tensorflow as tf
 
     ids = tf.cast(ids, tf.int32)
     edges, sizes = tf.constant(edges, tf.int32), tf.constant(CHUNK_ROWS, tf.int32)
-    batch = tf.shape(ids)[0]
+    batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
     rows = tf.gather(sizes, tf.minimum(tf.searchsorted(sizes, batch[None]), len(CHUNK_ROWS) - 1))[0]
     chunks = tf.maximum((batch + rows - 1) // rows, 1)  # one for an empty batch: outputs keep their shapes
-    lengths = tf.math.count_nonzero(ids, axis=1, dtype=tf.int32)
-    order = tf.argsort(lengths, stable=True)
-    ids = tf.pad(tf.gather(ids, order), [[0, chunks * rows - batch], [0, edges[-1] - tf.shape(ids)[1]]])
-    lengths = tf.pad(tf.gather(lengths, order), [[0, chunks * rows - batch]])
 
-    def chunk(i):
-        start = i * rows
-        longest = tf.maximum(tf.reduce_max(lengths[start : start + rows]), 1)
-        edge = tf.gather(edges, tf.searchsorted(edges, longest[None]))[0]
-        return numeric(ids[start : start + rows, :edge])
+    def edge_of(length):
+        return tf.gather(edges, tf.searchsorted(edges, tf.maximum(length, 1)[None]))[0]
+
+    def one_chunk():  # nothing to sort: every row is padded to the edge of the widest
+        out = numeric(tf.pad(ids, [[0, rows - batch], [0, edge_of(width) - width]]))
+        return tf.nest.map_structure(lambda t: t[:batch], out)
+
+    def sorted_chunks():
+        lengths = tf.math.count_nonzero(ids, axis=1, dtype=tf.int32)
+        order = tf.argsort(lengths, stable=True)
+        padded = tf.pad(tf.gather(ids, order), [[0, chunks * rows - batch], [0, edges[-1] - width]])
+        longest = tf.reduce_max(
+            tf.reshape(tf.pad(tf.gather(lengths, order), [[0, chunks * rows - batch]]), [chunks, rows]), 1
+        )
+
+        def chunk(i):
+            return numeric(padded[i * rows : (i + 1) * rows, : edge_of(longest[i])])
+
+        out = tf.map_fn(chunk, tf.range(chunks), fn_output_signature=spec)
+        inverse = tf.math.invert_permutation(order)
+        return tf.nest.map_structure(lambda t: tf.gather(tf.reshape(t, [-1, *t.shape[2:]]), inverse), out)
 
     traced = numeric.get_concrete_function(tf.TensorSpec([None, None], tf.int32)).structured_outputs
     spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), traced)
-    out = tf.map_fn(chunk, tf.range(chunks), fn_output_signature=spec)
-    inverse = tf.math.invert_permutation(order)
-    return tf.nest.map_structure(lambda t: tf.gather(tf.reshape(t, [-1, *t.shape[2:]]), inverse), out)
+    return tf.cond(chunks == 1, one_chunk, sorted_chunks)
 
 
 def save(output_root, recipe, *, endpoints, track, keras_model, metadata, extras=()):
