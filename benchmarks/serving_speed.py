@@ -66,7 +66,8 @@ def exports(recipe, model, vectorizer, classes, root):
 
 
 def outputs_of(result):
-    return result["probabilities"] if "probabilities" in result else next(iter(result.values()))
+    """The class probabilities: the compiled export's `probabilities`, the plain graph's first head."""
+    return result["probabilities"] if "probabilities" in result else result["polarity"]
 
 
 def throughput(serve, chunks):
