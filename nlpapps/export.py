@@ -63,7 +63,7 @@ def load_keras(path):
 # the thousands of small ops a recurrent loop runs per text, the same numbers to float rounding. XLA
 # compiles once per input shape, so inputs reach it in a bounded set of shapes: rows in chunks of
 # CHUNK_ROWS and token ids padded to a length bucket's edge (the padding mask makes padding change
-# nothing). Each shape compiles on its first use, about a second each.
+# nothing). Each shape compiles on its first use, 1-3 s each on 2 shared cores.
 CHUNK_ROWS = (1, 8, 32)  # a batch is padded up to the first that holds it, or cut into chunks of the last
 
 
