@@ -2,6 +2,7 @@
 speed on the shipped data against another revision, and peak memory of every default recipe.
 
     python benchmarks/large_data.py [--gb 2] [--path FILE] [--keep] [--steps 300] [--before main]
+                                    [--task classify --task sentiment --task translate]
                                     [--skip-large] [--skip-shipped] [--skip-recipes]
 
 1. Writes a TSV of about --gb gigabytes (domain, score, text) from the shipped sentiment snippets:
@@ -10,6 +11,10 @@ speed on the shipped data against another revision, and peak memory of every def
    text). Then trains `classify` (label: the domain) and `sentiment` (the score) on it for --steps
    batches, with a validation and a test split of 0.1 % each, and prints rows/s of the reading
    pass, real (non-padding) tokens/s while training, the wall time and the peak RSS of the run.
+   For `--task translate` the file is made the same way from the shipped Bible verse pairs (ref,
+   en, fr; both sides perturbed), validation and test are 0.01 % each (the test pairs are
+   translated twice, greedy and beam), and the row gives pairs/s trained (batches × batch size /
+   seconds of fit, validation included) instead of tokens/s.
    The file is deleted at the end unless --keep (or --path names an existing file).
 2. Trains `sentiment` and `classify` on their shipped data for 2 epochs with this tree and with
    --before (a git revision, checked out into a temporary folder) and prints real tokens/s of each
@@ -36,27 +41,50 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "nlpapps" / "data" / "shipped" / "sentiment_snippets.tsv.gz"
+SHIPPED_PAIRS = ROOT / "nlpapps" / "data" / "shipped" / "bible_en_fr.tsv.gz"
 LARGE_SETTINGS = ["--set", "train.epochs=1", "--set", "data.split=[0.998, 0.001, 0.001]"]
+# The large files: the shipped file each is made from, the columns perturbed, and malformed rows
+# (a wrong field count, bytes that are not UTF-8, an empty text) written in the middle.
+FILES = {
+    "snippets": (SHIPPED, (2,), [b"movie\t1.5\n", b"movie\t2.0\tan \xff\xfe invalid review\n", b"tweet\t1.0\t  \n"]),
+    "pairs": (
+        SHIPPED_PAIRS,
+        (1, 2),
+        [b"Gen 1:1\tIn the beginning\n", b"Gen 1:2\tThe \xff\xfe earth\tLa terre\n", b"Gen 1:3\t  \tEt Dieu dit\n"],
+    ),
+}
+# Per task: its file and its settings.
+TASKS = {
+    "classify": ("snippets", ["--set", "data.label=domain", *LARGE_SETTINGS]),
+    "sentiment": ("snippets", LARGE_SETTINGS),
+    "translate": ("pairs", ["--set", "train.epochs=1", "--set", "data.split=[0.9998, 0.0001, 0.0001]"]),
+}
 
 
-def generate(path, gigabytes, seed=0):
-    """Shuffled, perturbed copies of the shipped snippets until the file holds `gigabytes`."""
-    with gzip.open(SHIPPED, "rt", encoding="utf-8") as f:
+def perturb(text, rng):
+    """Words dropped (1 in 10) and two neighbours swapped, so that copies of a row differ."""
+    words = text.split(" ")
+    words = [w for w in words if rng.random() > 0.1] or words[:1]
+    if len(words) > 2:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def generate(path, gigabytes, kind="snippets", seed=0):
+    """Shuffled, perturbed copies of a shipped file (FILES[kind]) until the file holds `gigabytes`."""
+    shipped, perturbed, bad = FILES[kind]
+    with gzip.open(shipped, "rt", encoding="utf-8") as f:
         header, *rows = [line.rstrip("\n").split("\t") for line in f]
     rng, target, written, copy = random.Random(seed), gigabytes * 1e9, 0, 0
-    bad = [b"movie\t1.5\n", b"movie\t2.0\tan \xff\xfe invalid review\n", b"tweet\t1.0\t  \n"]
     with open(path, "wb", buffering=1 << 20) as out:
         out.write(("\t".join(header) + "\n").encode())
         while written < target:
             rng.shuffle(rows)
             lines = []
-            for domain, score, text in rows:
-                words = text.split(" ")
-                words = [w for w in words if rng.random() > 0.1] or words[:1]
-                if len(words) > 2:
-                    i = rng.randrange(len(words) - 1)
-                    words[i], words[i + 1] = words[i + 1], words[i]
-                lines.append(f"{domain}\t{score}\t{' '.join(words)}\n")
+            for row in rows:
+                fields = [perturb(v, rng) if i in perturbed else v for i, v in enumerate(row)]
+                lines.append("\t".join(fields) + "\n")
             chunk = "".join(lines).encode()
             out.write(chunk)
             written += len(chunk)
@@ -97,21 +125,30 @@ def table(rows):
     print(flush=True)
 
 
-def large(path, steps, work):
+def large(paths, steps, work, tasks):
     rows = []
-    for task, extra in (("classify", ["--set", "data.label=domain"]), ("sentiment", [])):
+    for task in tasks:
+        kind, settings = TASKS[task]
         out = work / f"large_{task}"
         status, log, wall, rss = run(
-            nlpapps("run", task, "--data", path, *extra, *LARGE_SETTINGS, "--set", f"train.steps_per_epoch={steps}")
+            nlpapps("run", task, "--data", paths[kind], *settings, "--set", f"train.steps_per_epoch={steps}")
             + ["--output", str(out)]
         )
         if status:
             print(log[-3000:])
-            raise SystemExit(f"{task} on {path} failed ({status})")
+            raise SystemExit(f"{task} on {paths[kind]} failed ({status})")
         meta = metadata(out)
         read = re.search(r"\((\d+) rows read in ([\d.]+) s, ([\d,]+) rows/s\)", log)
         skipped = re.search(r"skipped (\d+) rows? that do(?:es)? not fit \(([^)]*)\)", log)
-        empty = re.search(r"skipped (\d+) empty texts", log)
+        empty = re.search(r"skipped (\d+) (?:empty texts|with a blank side)", log)
+        if task == "translate":  # examples are pairs; fit's seconds include the validation pass
+            pairs = steps * meta["recipe"]["train.batch_size"]
+            trained = {"trained": f"{pairs} pairs", "per s training": f"{pairs / meta['train_seconds']:.0f} pairs"}
+        else:
+            trained = {
+                "trained": f"{meta['train_tokens']} tokens",
+                "per s training": f"{meta['train_tokens_per_second']} tokens",
+            }
         rows.append(
             {
                 "task": task,
@@ -119,8 +156,7 @@ def large(path, steps, work):
                 "read s": read.group(2),
                 "rows/s read": read.group(3),
                 "steps": steps,
-                "tokens trained": meta["train_tokens"],
-                "tokens/s training": meta["train_tokens_per_second"],
+                **trained,
                 "bad rows skipped": skipped.group(1) if skipped else 0,
                 "empty texts": empty.group(1) if empty else 0,
                 "wall s": round(wall),
@@ -198,9 +234,16 @@ def recipes_memory(work):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=2.0, help="size of the generated TSV")
-    parser.add_argument("--path", type=Path, help="where the TSV is (an existing one is used as it is)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated TSV")
+    parser.add_argument("--path", type=Path, help="where the reviews TSV is (an existing one is used as it is)")
+    parser.add_argument("--pairs-path", type=Path, help="where the verse pairs TSV is (the same)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated TSVs")
     parser.add_argument("--steps", type=int, default=300, help="training batches on the large file")
+    parser.add_argument(
+        "--task",
+        action="append",
+        choices=list(TASKS),
+        help="a task to train on its large file (repeatable; default: classify and sentiment)",
+    )
     parser.add_argument(
         "--before",
         default="main",
@@ -210,31 +253,36 @@ def main():
     parser.add_argument("--skip-shipped", action="store_true")
     parser.add_argument("--skip-recipes", action="store_true")
     a = parser.parse_args()
+    tasks = a.task or ["classify", "sentiment"]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still deletes its 2 GB file
     work = Path(tempfile.mkdtemp(prefix="nlpapps_large_"))
-    path = a.path or work / "reviews.tsv"
-    made = not path.exists()
+    paths = {"snippets": a.path or work / "reviews.tsv", "pairs": a.pairs_path or work / "pairs.tsv"}
+    made = []
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start", flush=True)
     try:
         if not a.skip_large:
-            if made:
+            for kind in dict.fromkeys(TASKS[t][0] for t in tasks):
+                path = paths[kind]
+                if path.exists():
+                    continue
+                made.append(path)
                 print(f"free space where the file goes: {shutil.disk_usage(path.parent).free / 1e9:.0f} GB")
                 start = time.perf_counter()
-                copies = generate(path, a.gb)
+                copies = generate(path, a.gb, kind)
                 size = path.stat().st_size
                 print(
                     f"wrote {path}: {size / 1e9:.2f} GB, {copies} perturbed copies, {time.perf_counter() - start:.0f} s"
                 )
-            large(path, a.steps, work)
+            large(paths, a.steps, work, tasks)
         if not a.skip_shipped:
             shipped_speed(a.before, work)
         if not a.skip_recipes:
             recipes_memory(work)
     finally:
-        if made and not a.keep:
+        for path in made if not a.keep else []:
             path.unlink(missing_ok=True)
         for child in work.iterdir():
-            if child != path:
+            if child not in paths.values():
                 shutil.rmtree(child, ignore_errors=True)
         if not any(work.iterdir()):
             work.rmdir()

@@ -16,18 +16,20 @@ from pathlib import Path
 import tensorflow as tf
 
 from nlpapps import evaluation, export
-from nlpapps.data import sources
+from nlpapps.data import stream
 
 
 def test_sources(meta, limit):
     d = {k.split(".", 1)[1]: v for k, v in meta["recipe"].items() if k.startswith("data.")}
-    splits = sources.load(
+    source = stream.Source(
         d["source"],
         {"source": d["source_column"], "target": d["target_column"]},
+        texts=("source", "target"),
+        max_words={"source": d["max_source_words"], "target": d["max_target_words"]},
         fractions=tuple(d["split"]),
         seed=d["seed"],
     )
-    texts = [str(s) for s in splits["test"]["source"] if 0 < len(str(s).split()) <= (d["max_source_words"] or 10**9)]
+    texts = [s for columns in source.batches(stream.SPLITS.index("test")) for s in columns[0]]
     return (texts * (limit // max(len(texts), 1) + 1))[:limit]  # a small test split is repeated
 
 

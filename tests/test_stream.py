@@ -155,3 +155,25 @@ def test_metrics_accumulated_batch_by_batch_equal_the_whole_array_ones(rows):
     assert ours["accuracy"] == pytest.approx(theirs["accuracy"]) and ours["macro_f1"] == pytest.approx(
         theirs["macro_f1"]
     )
+
+
+def test_pairs_with_a_blank_side_or_over_a_word_limit_are_counted_apart_and_left_out(tmp_path):
+    """Two free-text columns (a translation pair): a blank on either side and a side over its word
+    limit are counted apart from the bad rows; the vocabulary samples keep the pairs row for row."""
+    good = [(f"source words number {i}", f"target {i}") for i in range(200)]
+    rows = [*good, ("", "a target without a source"), ("a source without a target", "  ")]
+    rows += [("one two three four five six", "short"), ("short", "one two three four")]
+    path = write_tsv(tmp_path / "pairs.tsv", [*rows[:100], b"only one field\n", *rows[100:]], header=("en", "fr"))
+    source = stream.Source(
+        str(path),
+        {"source": "en", "target": "fr"},
+        texts=("source", "target"),
+        max_words={"source": 5, "target": 3},
+    )
+    profile = source.profile(1000, max_bad_rows=0.01)
+    assert (sum(profile.empty), sum(profile.too_long), profile.bad_rows) == (2, 2, 1)
+    assert sum(profile.sizes) == 200
+    assert set(zip(profile.samples["source"], profile.samples["target"])) <= set(good)
+    assert len(profile.samples["source"]) == profile.sizes[0] and profile.sample is profile.samples["source"]
+    read = sorted(pair for split in range(3) for batch in source.batches(split) for pair in zip(*batch))
+    assert read == sorted(good)

@@ -14,7 +14,7 @@ from conftest import TF_ONLY, invoke, last_json_line, run_nlpapps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nlpapps.data import sources
+from nlpapps.data import stream
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -128,14 +128,17 @@ def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
     assert (path / "training_curves.png").is_file()
 
 
-def test_test_split_is_the_seeded_one_within_the_length_limit(tiny):
+def test_test_split_is_the_seeded_hash_one_within_the_length_limit(tiny):
+    """Each pair's split is the seeded hash of its source text; blank pairs and pairs over the
+    length limits are left out of every split."""
     _, _, meta, _ = tiny
-    splits = sources.load("shipped:bible_en_fr", {"source": "en", "target": "fr"}, fractions=(0.8, 0.1, 0.1), seed=13)
-    short = {
-        k: [p for p in zip(v["source"], v["target"]) if 0 < len(p[0].split()) <= 6 and 0 < len(p[1].split()) <= 30]
-        for k, v in splits.items()
-    }
+    cuts = stream.cuts_of((0.8, 0.1, 0.1))
+    short = {k: [] for k in stream.SPLITS}
+    for r in shipped_pairs():
+        if 0 < len(r["en"].split()) <= 6 and 0 < len(r["fr"].split()) <= 30:
+            short[stream.SPLITS[stream.split_of(r["en"], 13, cuts)]].append((r["en"], r["fr"]))
     assert meta["data"]["sizes"] == {k: len(v) for k, v in short.items()}
+    assert meta["data"]["skipped"] == {"blank": 0, "too_long": 31102 - sum(map(len, short.values()))}
     samples = {(s["source"], s["reference"]) for s in meta["metrics"]["samples"]}
     assert samples <= set(short["test"])
 
@@ -281,11 +284,15 @@ def test_tfds_translation_datasets_give_pairs_by_language_code(tmp_path):
     os.makedirs(builder.data_dir)
     builder.info.write_to_directory(builder.data_dir)
     with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path / "tfds")):
-        splits = sources.load("tfds:ted_hrlr_translate/pt_to_en", {"source": "pt", "target": "en"})
+        source = stream.Source(
+            "tfds:ted_hrlr_translate/pt_to_en", {"source": "pt", "target": "en"}, texts=("source", "target")
+        )
+        profile = source.profile(100, max_bad_rows=0.0)
+        test = [pair for batch in source.batches(2) for pair in zip(*batch)]
         with pytest.raises(Exception, match="no field 'de'; fields are: pt, en"):
-            sources.load("tfds:ted_hrlr_translate/pt_to_en", {"source": "de", "target": "en"})
-    assert {k: len(v["source"]) for k, v in splits.items()} == {"train": 20, "validation": 20, "test": 20}
-    assert all(isinstance(s, str) for s in splits["test"]["target"])
+            stream.Source("tfds:ted_hrlr_translate/pt_to_en", {"source": "de", "target": "en"})
+    assert profile.sizes == [20, 20, 20] and len(profile.samples["target"]) == 20  # tfds' own splits
+    assert len(test) == 20 and all(isinstance(s, str) and isinstance(t, str) for s, t in test)
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -10,12 +10,14 @@ One pass (`Source.profile`) learns what training needs to know before it starts,
 memory: the column kinds (a column is numeric when 90 % of all its values are numbers), the rows
 that do not fit (counted, refused above `data.max_bad_rows`), the label counts per split, and a
 bounded random sample of training texts for the vocabulary. `Source.batches(split)` then gives a
-split's fitting rows, as lists of `BATCH` rows, for `tf.data.Dataset.from_generator`.
+split's fitting rows, as lists of `BATCH` rows, and `dataset` makes them a tf.data pipeline of
+examples that a task's own function encodes in parallel.
 
 Rows that do not fit are skipped and counted, never fatal: another number of fields than the header,
 bytes that are not UTF-8, a line of JSONL that is not an object, an empty value in a column other
-than the free texts, a value that is not a number in a numeric column. Empty texts are skipped and
-counted apart.
+than the free texts, a value that is not a number in a numeric column. Rows with an empty text (any
+of the free-text columns: a translation pair has two) and rows with a text longer than its word limit
+are skipped and counted apart.
 """
 
 import csv
@@ -35,6 +37,7 @@ from nlpapps.errors import UserError
 SPLITS = sources.SPLITS
 BATCH = 256  # rows per element handed to tf.data: one Python call per batch, not per row
 MAX_LABELS = 100_000  # distinct values counted per column; a column with more is not a label set
+EMPTY, LONG = "empty", "long"  # rows whose texts are skipped and counted apart from the bad rows
 
 
 def split_of(key, seed, cuts):
@@ -81,9 +84,12 @@ def _is_number(value, memo={}):  # noqa: B006 - the memo is the point: label col
 class Source:
     """A source's rows of the caller's `columns` ({canonical name: source column}); `texts` names
     the free-text columns (the first one decides the split). A canonical name in `optional` is left
-    out when its column is absent; a column set to '' is not read."""
+    out when its column is absent; a column set to '' is not read. `max_words` ({text column:
+    limit}, 0 for none) leaves out rows with a text of more whitespace-separated words."""
 
-    def __init__(self, spec, columns, *, optional=(), texts=("text",), fractions=(0.8, 0.1, 0.1), seed=0):
+    def __init__(
+        self, spec, columns, *, optional=(), texts=("text",), fractions=(0.8, 0.1, 0.1), seed=0, max_words=None
+    ):
         self.spec, self.seed, self.cuts = spec, seed, cuts_of(fractions)
         self.columns = dict(columns)
         self.fractions = fractions
@@ -112,6 +118,10 @@ class Source:
                 elif column and name not in optional:
                     raise UserError(f"{spec}: no column {column!r}; columns are: {', '.join(header)}")
         self.texts = [n for n in self.names if n in texts]
+        self._text_at = [self.names.index(n) for n in self.texts]
+        self._limits = [
+            (self.names.index(n), limit) for n, limit in (max_words or {}).items() if limit and n in self.texts
+        ]
         self.checked = [n for n in self.names if n not in texts]  # values that must not be empty
         self.numeric = dict.fromkeys(self.checked, False)  # decided by `profile`
         self._checked_at = [self.names.index(n) for n in self.checked]
@@ -137,12 +147,21 @@ class Source:
     def _fits(self, flags):
         return not any(f == "e" or (f == "t" and self.numeric[n]) for n, f in zip(self.checked, flags))
 
+    def _texts_state(self, values):
+        """'' for texts that can be used, EMPTY for a row with an empty text, LONG for one with a
+        text over its word limit."""
+        if not all(values[i].strip() for i in self._text_at):
+            return EMPTY
+        if any(len(values[i].split()) > limit for i, limit in self._limits):
+            return LONG
+        return ""
+
     def profile(self, sample_rows, max_bad_rows, log=None):
         """One pass over every row: see `Profile`. Decides the column kinds and refuses the data
         when more than `max_bad_rows` of its rows do not fit."""
-        p = Profile(self.names)
+        p = Profile(self.names, self.texts)
         rng = random.Random(self.seed)
-        text_at = self.names.index(self.texts[0]) if self.texts else None
+        text_at = self._text_at
         counted = [(self.names.index(n), n) for n in self.checked]
         counters = [[(i, p.values[n][split]) for i, n in counted] for split in range(3)]
         seen = 0
@@ -153,37 +172,38 @@ class Source:
                 p.misfit_count += 1
                 continue
             flags = self._flags(values)
-            empty_text = text_at is not None and not values[text_at].strip()
-            key = (split, empty_text, flags)
+            state = self._texts_state(values)
+            key = (split, state, flags)
             p.patterns[key] += 1
             if p.patterns[key] <= 5:
                 p.first.setdefault(flags, []).append((line, [values[i][:20] for i, _ in counted]))
-            if empty_text or "e" in flags:
+            if state or "e" in flags:
                 continue
             for i, counter in counters[split]:
                 if len(counter) < MAX_LABELS or values[i] in counter:
                     counter[values[i]] += 1
                 else:
                     p.too_many.add(self.names[i])
-            if split == 0 and text_at is not None:  # reservoir sample: every training text equally likely
+            if split == 0 and text_at:  # reservoir sample: every training row equally likely
                 if seen < sample_rows:
-                    p.sample.append(values[text_at])
+                    for i, sample in zip(text_at, p.samples.values()):
+                        sample.append(values[i])
                 else:
                     j = int(rng.random() * (seen + 1))
                     if j < sample_rows:
-                        p.sample[j] = values[text_at]
+                        for i, sample in zip(text_at, p.samples.values()):
+                            sample[j] = values[i]
                 seen += 1
         p.settle(self, max_bad_rows, log)
         return p
 
     def batches(self, split):
-        """The fitting rows of `split` with a non-empty text, as tuples of column lists of up to
-        BATCH rows (a generator for tf.data.Dataset.from_generator)."""
-        text_at = self.names.index(self.texts[0]) if self.texts else None
+        """The fitting rows of `split` with non-empty texts within their word limits, as tuples of
+        column lists of up to BATCH rows (a generator for tf.data.Dataset.from_generator)."""
         columns = [[] for _ in self.names]
         fits = {}
         for _, row_split, values, _ in self.records(split):
-            if values is None or row_split != split or (text_at is not None and not values[text_at].strip()):
+            if values is None or row_split != split or self._texts_state(values):
                 continue
             flags = self._flags(values)
             if flags not in fits:
@@ -201,14 +221,17 @@ class Source:
 
 class Profile:
     """What one pass over a source learned.
-    patterns: (split, empty text, flags) -> rows; first: flags -> first (line, values) of that kind;
-    values: column -> per split Counter of its values (rows with a text and no empty value);
-    sample: a seeded random sample of training texts; after `settle`: sizes, empty, bad_rows."""
+    patterns: (split, texts' state, flags) -> rows; first: flags -> first (line, values) of that kind;
+    values: column -> per split Counter of its values (fitting rows);
+    samples: text column -> a seeded random sample of the fitting training rows' texts, row for row
+    (sample: the first text column's); after `settle`: sizes, empty (rows with an empty text),
+    too_long (rows with a text over its word limit), bad_rows."""
 
-    def __init__(self, names):
+    def __init__(self, names, texts=()):
         self.patterns, self.first, self.misfits, self.misfit_count = Counter(), {}, [], 0
         self.values = {n: [Counter(), Counter(), Counter()] for n in names}
-        self.too_many, self.sample = set(), []
+        self.samples = {n: [] for n in texts}
+        self.too_many, self.sample = set(), next(iter(self.samples.values()), [])
 
     def settle(self, source, max_bad_rows, log):
         """Decide column kinds from all their values, then count and report the rows that do not fit."""
@@ -222,14 +245,13 @@ class Profile:
                     for value in [v for v in counter if not _is_number(v)]:
                         del counter[value]
         fits = {flags: source._fits(flags) for _, _, flags in self.patterns}
-        self.sizes = [0, 0, 0]
-        self.empty = [0, 0, 0]
+        self.sizes, self.empty, self.too_long = [0, 0, 0], [0, 0, 0], [0, 0, 0]
         bad = self.misfit_count
-        for (split, empty_text, flags), count in self.patterns.items():
+        for (split, state, flags), count in self.patterns.items():
             if not fits[flags]:
                 bad += count
-            elif empty_text:
-                self.empty[split] += count
+            elif state:
+                (self.empty if state == EMPTY else self.too_long)[split] += count
             else:
                 self.sizes[split] += count
         self.bad_rows, self.rows = bad, sum(self.patterns.values()) + self.misfit_count
@@ -260,6 +282,31 @@ class Profile:
         if log:
             log(f"{source.spec}: skipped {bad} {'rows that do' if bad > 1 else 'row that does'} not fit ({shown})")
         self.bad_lines = [line for line, _ in found[:20]]
+
+
+def dataset(source, split, encode, cache):
+    """The fitting rows of `split` (an index) as a tf.data pipeline of examples. `encode(columns)`
+    maps a batch's string columns ({canonical name: string[batch]}) to a tuple of batched tensors,
+    ragged ones for token ids, with the same rows; it runs in parallel inside the pipeline. With
+    `cache`, the examples are kept in memory after the first pass (for splits that fit there)."""
+    import tensorflow as tf
+
+    names = source.names
+    ds = tf.data.Dataset.from_generator(
+        lambda: source.batches(split), output_signature=tuple(tf.TensorSpec([None], tf.string) for _ in names)
+    )
+
+    @tf.autograph.experimental.do_not_convert  # tensor ops only: nothing for AutoGraph to convert
+    def encoded(*values):
+        return encode(dict(zip(names, values)))
+
+    @tf.autograph.experimental.do_not_convert
+    def plain(*example):  # rows of a ragged batch come out ragged-typed: this makes them plain tensors
+        return tf.nest.map_structure(tf.identity, example)
+
+    ds = ds.map(encoded, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    ds = ds.map(plain, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.cache() if cache else ds
 
 
 # ----------------------------------------------------------------------------------------- readers

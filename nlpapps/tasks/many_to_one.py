@@ -13,8 +13,6 @@ from nlpapps.blocks import recurrent_stack
 from nlpapps.data import sources, stream, text
 from nlpapps.errors import UserError
 
-AUTOTUNE = tf.data.AUTOTUNE
-
 
 def prepare(recipe, log):
     """The source as a stream, one pass over it (`stream.Profile`: column kinds, rows that do not
@@ -72,32 +70,19 @@ class Data:
         """(ids, targets, extras) of every row of `split`: `targets(columns)` maps a batch's string
         columns to (targets, keep); rows it does not keep and rows without a token are left out.
         extras holds the domain where the source has one."""
-        names, index = self.source.names, stream.SPLITS.index(split)
-        source, vectorizer, max_tokens, cut = self.source, self.vectorizer, self.max_tokens, self.cut
-        ds = tf.data.Dataset.from_generator(
-            lambda: source.batches(index), output_signature=tuple(tf.TensorSpec([None], tf.string) for _ in names)
-        )
+        vectorizer, max_tokens, cut = self.vectorizer, self.max_tokens, self.cut
 
-        @tf.autograph.experimental.do_not_convert  # tensor ops only: nothing for AutoGraph to convert
-        def encode(*values):
-            columns = dict(zip(names, values))
+        def encode(columns):
             ids = tf.RaggedTensor.from_tensor(vectorizer(columns["text"]), padding=0)[:, :max_tokens]
             y, keep = targets(columns)
             keep = keep & (ids.row_lengths() > 0)
             cut.assign_add(tf.math.count_nonzero(keep & (ids.row_lengths() >= max_tokens), dtype=tf.int64))
             extras = {k: columns[k] for k in ("domain",) if k in columns}
             pick = lambda t: tf.boolean_mask(t, keep)  # noqa: E731
-            return tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int32), tf.nest.map_structure(pick, (y, extras))
+            return (tf.cast(tf.ragged.boolean_mask(ids, keep), tf.int32), *tf.nest.map_structure(pick, (y, extras)))
 
-        ds = ds.map(encode, num_parallel_calls=AUTOTUNE).unbatch()
-        # Rows of a ragged batch come out ragged-typed; the map makes them plain 1-D tensors.
-        ds = ds.map(_plain, num_parallel_calls=AUTOTUNE)
-        return ds.cache() if self.size(split) <= self.cache_rows else ds
-
-
-@tf.autograph.experimental.do_not_convert
-def _plain(x, rest):
-    return (tf.identity(x), *rest)
+        index = stream.SPLITS.index(split)
+        return stream.dataset(self.source, index, encode, cache=self.size(split) <= self.cache_rows)
 
 
 @tf.autograph.experimental.do_not_convert

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from nlpapps import decoding, evaluation, export, training
 from nlpapps.blocks import Attention, recurrent_stack
-from nlpapps.data import sources, text
+from nlpapps.data import stream, text
 from nlpapps.errors import UserError
 
 NAME = "translate"
@@ -33,59 +33,87 @@ TEXT = tf.TensorSpec([None], tf.string, name="text")
 
 
 def prepare(recipe, log):
-    """Splits of (source, target) pairs within the recipe's length limits, and the two fitted
-    vectorizers. Pairs with a blank side are skipped and counted."""
+    """The pairs as a stream (`stream.Source`, split by a seeded hash of the source text), one pass
+    over them (rows that do not fit, pairs with a blank side, pairs over the length limits, a sample
+    of training pairs) and the two vectorizers fitted on that sample, as a `Pairs`."""
     d, t = recipe["data"], recipe["text"]
-    splits = sources.load(
+    source = stream.Source(
         d["source"],
         {"source": d["source_column"], "target": d["target_column"]},
+        texts=("source", "target"),
+        max_words={"source": d["max_source_words"], "target": d["max_target_words"]},
         fractions=tuple(d["split"]),
         seed=d["seed"],
-        log=log,
-        texts=("source", "target"),
     )
-    skipped = {"blank": 0, "too_long": 0}
-    for name, pairs in splits.items():
-        words = {k: np.array([len(str(s).split()) for s in pairs[k]]) for k in ("source", "target")}
-        blank = (words["source"] == 0) | (words["target"] == 0)
-        too_long = ~blank & (
-            _over(words["source"], d["max_source_words"]) | _over(words["target"], d["max_target_words"])
-        )
-        skipped["blank"] += int(blank.sum())
-        skipped["too_long"] += int(too_long.sum())
-        splits[name] = {k: v[~blank & ~too_long].astype(str) for k, v in pairs.items()}
-    for name in sources.SPLITS:
-        if not len(splits[name]["source"]):
+    start = time.perf_counter()
+    profile = source.profile(t["vocab_sample_rows"], d["max_bad_rows"], log)
+    seconds = time.perf_counter() - start
+    skipped = {"blank": sum(profile.empty), "too_long": sum(profile.too_long)}
+    for name, size in zip(stream.SPLITS, profile.sizes):
+        if not size:
             raise UserError(
                 f"{d['source']}: the {name} split has no pair within the length limits; "
                 f"the data has too few rows ({skipped['blank']} blank, {skipped['too_long']} too long)"
             )
     vectorizers = {
-        k: text.fit_vectorizer(splits["train"][k], t[f"{k}_vocab"], standardize=text.standardize_words)
+        k: text.fit_vectorizer(profile.samples[k], t[f"{k}_vocab"], standardize=text.standardize_words)
         for k in ("source", "target")
     }
     log(
         f"data: {d['source']} ({d['source_column']} → {d['target_column']}): "
-        + ", ".join(f"{k} {len(v['source'])}" for k, v in splits.items())
-        + f" pairs; skipped {skipped['blank']} with a blank side, {skipped['too_long']} over "
+        + ", ".join(f"{k} {v}" for k, v in zip(stream.SPLITS, profile.sizes))
+        + f" pairs ({profile.rows} rows read in {seconds:.1f} s, {profile.rows / max(seconds, 1e-9):,.0f} rows/s)"
+        + f"; skipped {skipped['blank']} with a blank side, {skipped['too_long']} over "
         f"{d['max_source_words']} source / {d['max_target_words']} target words; vocabularies "
         f"{vectorizers['source'].vocabulary_size()} source, {vectorizers['target'].vocabulary_size()} target"
+        f" from {len(profile.sample)} training pairs"
     )
-    return splits, vectorizers, skipped
+    return Pairs(source, profile, vectorizers, recipe, skipped)
 
 
-def _over(counts, limit):
-    return counts > limit if limit else np.zeros(len(counts), bool)
+class Pairs:
+    """A streamed source of pairs ready to train on: `examples(split)` is a tf.data pipeline of
+    teacher-forced examples, tokenized in parallel inside the pipeline; small splits (up to
+    data.cache_rows pairs) are kept in memory after their first pass. `texts(split)` gives a
+    split's raw pairs, read again from the source batch by batch."""
+
+    def __init__(self, source, profile, vectorizers, recipe, skipped):
+        self.source, self.profile, self.vectorizers, self.skipped = source, profile, vectorizers, skipped
+        self.max_tokens, self.cache_rows = recipe["text"]["max_tokens"], recipe["data"]["cache_rows"]
+        self.start_id = vectorizers["target"].vocabulary_size()  # the ids past the target words
+        self.end_id = self.start_id + 1
+
+    def size(self, split):
+        return self.profile.sizes[stream.SPLITS.index(split)]
+
+    def examples(self, split):
+        vectorizers, ids = self.vectorizers, (self.start_id, self.end_id, self.max_tokens)
+        index = stream.SPLITS.index(split)
+        return stream.dataset(
+            self.source,
+            index,
+            lambda columns: teacher_forcing(vectorizers, columns, *ids),
+            cache=self.size(split) <= self.cache_rows,
+        )
+
+    def texts(self, split):
+        """{"source": [...], "target": [...]}: the raw texts of a split's pairs, in file order."""
+        pairs = {"source": [], "target": []}
+        for columns in self.source.batches(stream.SPLITS.index(split)):
+            for name, column in zip(self.source.names, columns):
+                pairs[name].extend(column)
+        return pairs
 
 
-def teacher_forcing(vectorizers, pairs, start_id, end_id):
-    """(source ids, decoder input = start + target), decoder output = target + end; all ragged."""
-    source = text.token_ids(vectorizers["source"], pairs["source"], 10**6)
-    target = tf.cast(text.token_ids(vectorizers["target"], pairs["target"], 10**6), tf.int32)
+def teacher_forcing(vectorizers, pairs, start_id, end_id, max_tokens):
+    """(source ids cut to `max_tokens` as serving cuts them, decoder input = start + target),
+    decoder output = target + end; all ragged, of a batch of string pairs {"source", "target"}."""
+    source = tf.RaggedTensor.from_tensor(vectorizers["source"](pairs["source"]), padding=0)[:, :max_tokens]
+    target = tf.cast(tf.RaggedTensor.from_tensor(vectorizers["target"](pairs["target"]), padding=0), tf.int32)
     rows = target.nrows()
     start = tf.RaggedTensor.from_row_lengths(tf.fill([rows], start_id), tf.ones([rows], tf.int64))
     end = tf.RaggedTensor.from_row_lengths(tf.fill([rows], end_id), tf.ones([rows], tf.int64))
-    return (source, tf.concat([start, target], axis=1)), tf.concat([target, end], axis=1)
+    return (tf.cast(source, tf.int32), tf.concat([start, target], axis=1)), tf.concat([target, end], axis=1)
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -284,26 +312,36 @@ def translate_all(function, texts, batch_size=64):
 
 def run(recipe, output_root, log=print):
     d, m, t, dd = recipe["data"], recipe["model"], recipe["train"], recipe["decode"]
-    splits, vectorizers, skipped = prepare(recipe, log)
+    data = prepare(recipe, log)
+    vectorizers = data.vectorizers
     with training.strategy(recipe).scope():
         translator = Translator(vectorizers["source"].vocabulary_size(), vectorizers["target"].vocabulary_size(), m)
         translator.compile(t["learning_rate"])
-    data = {k: teacher_forcing(vectorizers, v, translator.start_id, translator.end_id) for k, v in splits.items()}
+    examples = {k: data.examples(k) for k in stream.SPLITS}
     batches = {
-        k: text.pipeline(*data[k], batch_size=t["batch_size"], shuffle=False, seed=t["seed"])
+        k: text.batches(examples[k], batch_size=t["batch_size"], shuffle=0, seed=t["seed"], max_length=data.max_tokens)
         for k in ("validation", "test")
     }
+    shuffle = min(t["shuffle_buffer"], data.size("train"))
 
     def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
-        return text.pipeline(*data["train"], batch_size=t["batch_size"], shuffle=True, seed=t["seed"], epoch=epoch)
+        ds = text.batches(
+            examples["train"],
+            batch_size=t["batch_size"],
+            shuffle=shuffle,
+            seed=t["seed"],
+            max_length=data.max_tokens,
+            epoch=epoch,
+        )
+        return ds.take(t["steps_per_epoch"]) if t["steps_per_epoch"] else ds
 
-    log(f"unigram level of the loss: {unigram_loss(data['train'][1]):.2f} (a model stuck there learns nothing)")
+    log(f"unigram level of the loss: {unigram_loss(data):.2f} (a model stuck there learns nothing)")
     start = time.perf_counter()
     history = training.fit(translator.model, train, batches["validation"], t, training.run_dir(output_root, recipe))
     seconds = time.perf_counter() - start
 
     functions = signatures(translator, vectorizers, recipe)
-    test = splits["test"]
+    test = data.texts("test")
     with warnings.catch_warnings():  # a bucketed dataset has no known size: Keras finds its end by running out
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         scores = translator.model.evaluate(batches["test"], verbose=0, return_dict=True)
@@ -341,8 +379,8 @@ def run(recipe, output_root, log=print):
         "data": {
             "source": d["source"],
             "columns": [d["source_column"], d["target_column"]],
-            "sizes": {k: len(v["source"]) for k, v in splits.items()},
-            "skipped": skipped,
+            "sizes": dict(zip(stream.SPLITS, data.profile.sizes)),
+            "skipped": data.skipped,
             "vocabulary": {k: v.vocabulary_size() for k, v in vectorizers.items()},
         },
         "metrics": {
@@ -368,9 +406,12 @@ def run(recipe, output_root, log=print):
     )
 
 
-def unigram_loss(targets):
-    """Cross-entropy of predicting every target word by its training frequency alone."""
-    counts = np.bincount(targets.flat_values.numpy())
+def unigram_loss(data):
+    """Cross-entropy of predicting every target word (and each sentence's end) by its frequency
+    alone, in the sample of training pairs."""
+    ids = data.vectorizers["target"](tf.constant(data.profile.samples["target"]))
+    counts = np.bincount(ids.numpy().ravel(), minlength=data.end_id + 1)
+    counts[0], counts[data.end_id] = 0, ids.shape[0]  # padding is no word; every sentence ends
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 
