@@ -9,7 +9,7 @@ Needs PyTorch (`pip install -e ".[bench]"`). For each of sentiment and classify:
   changed) trained through the project's compiled train_step, as `nlpapps run` trains, and the twin
   (nn.Embedding, nn.GRU/LSTM/RNN over `pack_padded_sequence`, max pooling over the real steps, the same
   heads, losses and Adam) on the epochs' batches of the app's own pipeline; real (non-padding) tokens/s
-  of the fastest epoch (the first one also traces the graph), and the test accuracy after training.
+  of the fastest epoch after the first (which also traces the graph), and the test accuracy after training.
 - serving: texts/s at batch 1 and 256, strings in, medians of repeated calls: the export's
   serving_default (of a one-epoch `run` of the default recipe, or the newest under --models) against the
   twin with the export's weights, a Python dict tokenizer of the same vocabulary and standardization,
@@ -47,8 +47,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import translate_speed  # noqa: E402
 
-from nlpapps import evaluation, export, recipes, training  # noqa: E402
+from nlpapps import evaluation, export, recipes, tasks, training  # noqa: E402
 from nlpapps.data import series, text  # noqa: E402
+from nlpapps.errors import UserError  # noqa: E402
 from nlpapps.tasks import classify, many_to_one, sentiment  # noqa: E402
 
 TRANSLATE_NOTE = "no twin: a PyTorch encoder-decoder with attention and beam search is a second decoder to write"
@@ -192,7 +193,7 @@ class App:
         )
         return training._weighted(ds, self.class_weight) if training_split else ds
 
-    def loss(self, twin, logits, y, weights=None):
+    def loss(self, logits, y, weights=None):
         """The Keras model's compiled loss, in PyTorch."""
         if self.name == "sentiment":
             polarity = nn.functional.cross_entropy(logits["polarity"], y["polarity"])
@@ -245,7 +246,7 @@ def torch_training(twin, app, epochs, steps):
         start = time.perf_counter()
         for x, y, *weights in batches:
             optimizer.zero_grad()
-            loss = app.loss(twin, twin(x, (x != 0).sum(1)), y, *weights)
+            loss = app.loss(twin(x, (x != 0).sum(1)), y, *weights)
             loss.backward()
             optimizer.step()
         out.append((time.perf_counter() - start, sum(int((b[0] != 0).sum()) for b in batches)))
@@ -291,7 +292,8 @@ def training_rows(app, cells, directions, epochs, steps, rounds, table):
                         per_epoch, accuracy = keras_training(model, app, epochs, steps), keras_accuracy(model, app)
                     else:
                         per_epoch, accuracy = torch_training(twin, app, epochs, steps), torch_accuracy(twin, app)
-                    speeds[name].append(max(tokens / seconds for seconds, tokens in per_epoch))
+                    # The first epoch also traces (and warms up) unless it is the only one.
+                    speeds[name].append(max(tokens / seconds for seconds, tokens in per_epoch[1:] or per_epoch))
                     accuracies[name].append(accuracy)
                     epochs_s = " ".join(f"{s:.1f}" for s, _ in per_epoch)
                     line.append(f"{name} {speeds[name][-1]:,.0f} ({accuracy:.3f}), epochs {epochs_s} s")
@@ -321,20 +323,15 @@ class DictTokenizer:
         return [self.ids.get(t, 1) for t in tokens[: self.max_tokens]]
 
 
-def export_of(app, models, quick, kind):
-    """The newest export of the app under `models`, or one made now by its run() (one epoch)."""
-    with contextlib.suppress(Exception):
-        return export.latest(models, app if isinstance(app, str) else app.name)
-    if kind == "text" and quick:
-        overrides = ["train.epochs=1", "train.steps_per_epoch=5"]
-    else:
-        overrides = ["train.epochs=1"]
-    name = app if isinstance(app, str) else app.name
+def export_of(name, models, overrides=()):
+    """The newest export of the app `name` under `models`, or one made now by its run() (one epoch:
+    the speed of serving does not depend on how well the weights are trained)."""
+    with contextlib.suppress(UserError):
+        return export.latest(models, name)
     print(f"training {name} for one epoch to export it (or pass --models with an export)", flush=True)
     with contextlib.redirect_stdout(io.StringIO()):
-        from nlpapps import tasks
-
-        return tasks.get(name).run(recipes.load(name, overrides), models, log=lambda *_: None)
+        recipe = recipes.load(name, ["train.epochs=1", *overrides])
+        return tasks.get(name).run(recipe, models, log=lambda *_: None)
 
 
 def median_rate(call, chunks, repeats):
@@ -350,7 +347,7 @@ def median_rate(call, chunks, repeats):
 
 
 def serving_rows(app, models, rounds, quick, table):
-    path = export_of(app, models, quick, "text")
+    path = export_of(app.name, models, ["train.steps_per_epoch=5"] if quick else [])
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     end_to_end = export.load_keras(path)
     vectorizer = next(layer for layer in end_to_end.layers if isinstance(layer, keras.layers.TextVectorization))
@@ -470,13 +467,13 @@ class StepTwin(nn.Module):
 
 
 def forecast_rows(models, rounds, quick, table):
-    path = export_of("forecast", models, quick, "series")
+    path = export_of("forecast", models)
     meta = export.metadata(path, "forecast")
     loaded = tf.saved_model.load(str(path))
     step = loaded.signatures["step"]
     twin = StepTwin(export.load_keras(path))
     count = 200 if quick else 2000
-    x, seconds = forecast_speed.readings(meta, count + 2)
+    x, seconds = (np.array(a) for a in forecast_speed.readings(meta, count + 2))  # writable, as PyTorch wants
     names = meta["state"]
 
     def nlpapps_stream():
@@ -522,7 +519,7 @@ def forecast_rows(models, rounds, quick, table):
 def translate_rows(models, rounds, table):
     try:
         path = export.latest(models, "translate")
-    except Exception:
+    except UserError:
         print(f"translate: no export under {models} (nlpapps run translate --output {models}); no row")
         return
     model = tf.saved_model.load(str(path))
