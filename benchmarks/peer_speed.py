@@ -17,9 +17,11 @@ Needs PyTorch (`pip install -e ".[bench]"`). For each of sentiment and classify:
   of their probabilities are printed.
 forecast: milliseconds per `step` (one reading in, state fed back) at batch 1, the export's signature
 against a GRUCell/LSTMCell stack twin with its weights. translate: sentences/s of the export's greedy and
-beam signatures at batch 1 (the newest under --models; no twin, see TRANSLATE_NOTE).
+beam signatures at batch 1 (the newest export under --models), without a twin: that would be a second
+encoder-decoder with attention and beam search to write.
 Every measurement runs --rounds times, alternating which framework goes first. Timings are wall-clock:
-say what else ran on the machine.
+say what else ran on the machine (on a busy one, --threads 1: threads that wait on each other slow down
+out of proportion, PyTorch's OpenMP ones most).
 """
 
 import argparse
@@ -557,11 +559,13 @@ class Table:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", help="default: sentiment,classify,forecast,translate (--quick: sentiment)")
     parser.add_argument("--cells", default="gru,lstm", help="cells to train: gru, lstm, rnn")
     parser.add_argument("--directions", default="bi,uni", help="bi, uni or both")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs a round; the fastest one counts")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="training epochs a round; the fastest after the first counts"
+    )
     parser.add_argument("--steps", type=int, default=0, help="training batches an epoch (0: the whole split)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="threads for both (0: TensorFlow's default)")
