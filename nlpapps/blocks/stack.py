@@ -8,6 +8,7 @@ configuration rather than re-implemented per model.
 import keras
 from keras import ops
 
+from nlpapps.blocks import loops
 from nlpapps.blocks.cells import PeepholeLSTMCell
 
 CELLS = ("rnn", "lstm", "gru", "peephole")
@@ -17,12 +18,13 @@ _N_STATES = {"rnn": 1, "lstm": 2, "gru": 1, "peephole": 2}  # [h] or [h, c]
 
 def _recurrent_layer(cell, units, return_sequences, return_state):
     kw = dict(return_sequences=return_sequences, return_state=return_state)
+    # Keras' own layers with a leaner loop over time on the CPU (see loops.py).
     if cell == "rnn":
-        return keras.layers.SimpleRNN(units, **kw)
+        return loops.SimpleRNN(units, **kw)
     if cell == "lstm":
-        return keras.layers.LSTM(units, **kw)
+        return loops.LSTM(units, **kw)
     if cell == "gru":
-        return keras.layers.GRU(units, **kw)
+        return loops.GRU(units, **kw)
     # No fused kernel exists for peepholes, so this one runs the generic RNN loop.
     return keras.layers.RNN(PeepholeLSTMCell(units), **kw)
 
