@@ -5,11 +5,12 @@ alternately from each tree, each run timed epoch by epoch from its own progress 
     python benchmarks/training_speed.py --baseline /path/to/other/checkout [--epochs 3] [--rounds 2] \
         [--set model.cell=lstm --set model.bidirectional=false]
 
-Prints each run's first epoch (it also traces the graphs) and its later epochs, then per tree the
-median later epoch and real (non-padding) tokens trained per second.
+Prints each run's test accuracy, first epoch (it also traces the graphs) and later epochs, then per
+tree the median later epoch, real (non-padding) tokens trained per second and mean test accuracy.
 """
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -24,8 +25,9 @@ EPOCH = re.compile(rb"^Epoch (\d+)/\d+")
 EPOCH_END = re.compile(rb"^\d+/\d+ - ")
 
 
-def epoch_seconds(tree, epochs, settings=()):
-    """Seconds of each epoch of one run from `tree`: from its "Epoch k/N" line to its end-of-epoch line."""
+def one_run(tree, epochs, settings=()):
+    """One run from `tree`: the seconds of each epoch (from its "Epoch k/N" line to its end-of-epoch
+    line) and the export's metadata (real tokens trained on, test metrics)."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-c", "from nlpapps.cli import main; main()", "run", "sentiment"]
         command += ["--epochs", str(epochs), "--set", f"train.patience={epochs}", "--output", out]
@@ -39,18 +41,10 @@ def epoch_seconds(tree, epochs, settings=()):
             elif began is not None and EPOCH_END.match(line):
                 seconds.append(time.perf_counter() - began)
                 began = None
-        if proc.wait() != 0 or len(seconds) != epochs:
+        exports = sorted(Path(out).glob("*/*/metadata.json"))
+        if proc.wait() != 0 or len(seconds) != epochs or not exports:
             raise SystemExit(f"the run from {tree} failed")
-    return seconds
-
-
-def real_tokens():
-    sys.path.insert(0, str(HERE))
-    from nlpapps import recipes
-    from nlpapps.tasks import many_to_one
-
-    _, _, ids, _ = many_to_one.prepare(recipes.load("sentiment"), lambda *_: None)
-    return int(ids["train"].row_lengths().numpy().sum())
+        return seconds, json.loads(exports[-1].read_text())
 
 
 def main():
@@ -61,25 +55,29 @@ def main():
     parser.add_argument("--set", action="append", default=[], help="a recipe setting for both trees, KEY=VALUE")
     args = parser.parse_args()
     trees = {"baseline": Path(args.baseline).resolve(), "this tree": HERE}
-    tokens = real_tokens()
-    later = {name: [] for name in trees}
+    later, accuracy, tokens = {name: [] for name in trees}, {name: [] for name in trees}, None
     recipe = "default recipe" + "".join(f", {setting}" for setting in args.set)
-    print(f"sentiment, {recipe}, {args.epochs} epochs a run, {tokens} real tokens an epoch")
-    print(f"{'round':>5}  {'tree':<9}  {'first epoch s':>13}  later epochs s")
+    print(f"sentiment, {recipe}, {args.epochs} epochs a run")
+    print(f"{'round':>5}  {'tree':<9}  {'test accuracy':>13}  {'first epoch s':>13}  later epochs s")
     for r in range(args.rounds):
         order = list(trees) if r % 2 == 0 else list(reversed(trees))  # neither always runs first
         for name in order:
-            seconds = epoch_seconds(trees[name], args.epochs, args.set)
+            seconds, metadata = one_run(trees[name], args.epochs, args.set)
+            tokens = metadata["train_tokens"] // args.epochs  # every epoch trains on the same texts
             later[name] += seconds[1:]
+            accuracy[name].append(metadata["metrics"]["headline"]["polarity_accuracy"])
             print(
-                f"{r + 1:>5}  {name:<9}  {seconds[0]:>13.1f}  {' '.join(f'{s:.1f}' for s in seconds[1:])}", flush=True
+                f"{r + 1:>5}  {name:<9}  {accuracy[name][-1]:>13.4f}  {seconds[0]:>13.1f}  "
+                + " ".join(f"{s:.1f}" for s in seconds[1:]),
+                flush=True,
             )
-    print(f"\n{'tree':<9}  {'median later epoch s':>20}  {'real tokens/s':>13}")
+    print(f"\n{tokens} real tokens an epoch")
+    print(f"{'tree':<9}  {'median later epoch s':>20}  {'real tokens/s':>13}  {'mean test accuracy':>18}")
     for name, seconds in later.items():
         median = statistics.median(seconds)
-        print(f"{name:<9}  {median:>20.2f}  {tokens / median:>13.0f}")
-    ratio = statistics.median(later["this tree"]) / statistics.median(later["baseline"])
-    print(f"\nthis tree's epoch time / baseline's: {ratio:.3f}")
+        print(f"{name:<9}  {median:>20.2f}  {tokens / median:>13.0f}  {statistics.mean(accuracy[name]):>18.4f}")
+    ratio = statistics.median(later["baseline"]) / statistics.median(later["this tree"])
+    print(f"\nspeed-up of this tree over the baseline (median later epoch): {ratio:.3f}x")
 
 
 if __name__ == "__main__":
