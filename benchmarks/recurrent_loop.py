@@ -5,8 +5,9 @@ a dense head), on length-bucketed batches of random token ids, interleaved.
     python benchmarks/recurrent_loop.py [--cells gru,lstm,rnn] [--rounds 3] [--batches 40]
 
 Prints, per cell and direction, the median seconds of a pass over the same batches, for a
-compiled training step (forward, gradients, Adam) and a compiled forward pass at batch 1 and 256,
-with real (non-padding) tokens per second and the speed-up of the lean loop.
+compiled training step (forward, gradients, Adam; wall-clock and CPU time, real (non-padding)
+tokens per second of each) and a compiled forward pass at batch 1 and 256, and the speed-up of the
+lean loop. On a shared machine the CPU-time figures are the steadier ones.
 """
 
 import argparse
@@ -72,10 +73,11 @@ def step_functions(net):
 
 
 def timed(fn, batches):
-    began = time.perf_counter()
+    """Wall-clock seconds of a pass, and the process's CPU seconds (all threads) for the train column."""
+    began, began_cpu = time.perf_counter(), time.process_time()
     for batch in batches:
         fn(*batch)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.process_time() - began_cpu
 
 
 def main():
@@ -90,30 +92,36 @@ def main():
     one = [(ids[:1],) for ids, _ in bucketed_batches(rng, args.batches, 1)]
     big = [(ids,) for ids, _ in bucketed_batches(rng, max(2, args.batches // 8), 256)]
     print(f"{args.batches} training batches of 64 ({tokens} real tokens), {len(one)} of 1, {len(big)} of 256")
-    print(f"{'cell':<5} {'dir':<3} {'loop':<5} {'train s':>8} {'tokens/s':>9} {'batch 1 s':>9} {'batch 256 s':>11}")
+    print(
+        f"{'cell':<5} {'dir':<3} {'loop':<5} {'train s':>8} {'tokens/s':>9} {'CPU s':>6} {'tokens/CPU s':>12} "
+        f"{'batch 1 s':>9} {'batch 256 s':>11}"
+    )
     for cell in args.cells.split(","):
         for bidirectional in (True, False):
             runs = {}
             for name, classes in (("keras", KERAS), ("lean", LEAN)):
                 train, predict = step_functions(model(classes[cell], bidirectional))
                 timed(train, train_batches), timed(predict, one), timed(predict, big)  # trace every shape
-                runs[name] = (train, predict, {"train": [], "one": [], "big": []})
+                runs[name] = (train, predict, {"train": [], "cpu": [], "one": [], "big": []})
             for r in range(args.rounds):
                 for name in ("keras", "lean") if r % 2 == 0 else ("lean", "keras"):  # neither always first
                     train, predict, seconds = runs[name]
-                    seconds["train"].append(timed(train, train_batches))
-                    seconds["one"].append(timed(predict, one))
-                    seconds["big"].append(timed(predict, big))
+                    wall, cpu = timed(train, train_batches)
+                    seconds["train"].append(wall)
+                    seconds["cpu"].append(cpu)
+                    seconds["one"].append(timed(predict, one)[0])
+                    seconds["big"].append(timed(predict, big)[0])
             medians = {name: {k: statistics.median(v) for k, v in runs[name][2].items()} for name in runs}
             for name, m in medians.items():
                 print(
                     f"{cell:<5} {'bi' if bidirectional else 'uni':<3} {name:<5} {m['train']:>8.2f} "
-                    f"{tokens / m['train']:>9.0f} {m['one']:>9.3f} {m['big']:>11.3f}"
+                    f"{tokens / m['train']:>9.0f} {m['cpu']:>6.2f} {tokens / m['cpu']:>12.0f} "
+                    f"{m['one']:>9.3f} {m['big']:>11.3f}"
                 )
             k, lean = medians["keras"], medians["lean"]
             print(
-                f"{'':<9} speed-up  {k['train'] / lean['train']:>8.2f}x {'':>9} {k['one'] / lean['one']:>8.2f}x "
-                f"{k['big'] / lean['big']:>10.2f}x",
+                f"{'':<9} speed-up {k['train'] / lean['train']:>8.2f}x {'':>9} {k['cpu'] / lean['cpu']:>5.2f}x "
+                f"{'':>12} {k['one'] / lean['one']:>8.2f}x {k['big'] / lean['big']:>10.2f}x",
                 flush=True,
             )
 

@@ -49,7 +49,7 @@ def run_loop(step, projected, states, mask, go_backwards, return_sequences, zero
     if go_backwards:
         xs = tf.reverse(xs, [0])
         keep = tf.reverse(keep, [0]) if mask is not None else None
-    steps = tf.shape(xs)[0]
+    steps = xs.shape[0] or tf.shape(xs)[0]  # static where known, as XLA needs for the TensorArrays
     xs_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
     keep_ta = (
         tf.TensorArray(tf.bool, size=steps, element_shape=keep.shape[1:]).unstack(keep) if mask is not None else None
