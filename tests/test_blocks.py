@@ -1,6 +1,7 @@
 """Tests for nlpapps.blocks: cells against Keras' own layers, and RecurrentStack."""
 
 import os
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -413,8 +414,11 @@ def test_step_runs_the_cells_and_equals_the_whole_sequence(cell):
 
 def _keras_loop_twin(monkeypatch, **kwargs):
     """The same stack built from Keras' own layers (their generic loop), for reference."""
+    keras_layers = types.SimpleNamespace(
+        SimpleRNN=keras.layers.SimpleRNN, LSTM=keras.layers.LSTM, GRU=keras.layers.GRU, PeepholeLSTM=keras.layers.RNN
+    )
     with monkeypatch.context() as patch:
-        patch.setattr(stack_module, "loops", keras.layers)
+        patch.setattr(stack_module, "loops", keras_layers)
         return recurrent_stack(**kwargs)
 
 
@@ -436,7 +440,7 @@ LEAN_CASES = [
 
 
 @pytest.mark.parametrize("case", LEAN_CASES, ids=lambda c: "-".join(f"{k}" for k, v in c.items() if v))
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
     """Outputs, final states and gradients (inputs and every weight) of the stack's lean loop
     equal Keras' own layers' on random masked batches, compiled as training runs them."""
@@ -447,7 +451,7 @@ def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
     ours, ref = recurrent_stack(**kwargs), _keras_loop_twin(monkeypatch, **kwargs)
     x, mask = _rand(rng, 4, 9, 3), _random_mask(rng, 4, 9)
     ours(x), ref(x)
-    lean = tuple(vars(stack_module.loops)[name] for name in ("SimpleRNN", "LSTM", "GRU"))
+    lean = tuple(vars(stack_module.loops)[name] for name in ("SimpleRNN", "LSTM", "GRU", "PeepholeLSTM"))
     for stack, is_lean in ((ours, True), (ref, False)):
         for layer in stack.rnn_layers:
             directions = [layer.forward_layer, layer.backward_layer] if case["bidirectional"] else [layer]

@@ -1,4 +1,4 @@
-"""Keras' SimpleRNN, LSTM and GRU layers with a leaner loop over time for the CPU.
+"""Keras' SimpleRNN, LSTM and GRU layers (and a peephole LSTM) with a leaner loop over time.
 
 On a CPU, Keras runs these layers through its generic masked loop, which calls the whole Keras
 cell at every step: the input projection x·W is recomputed step by step, and each step carries
@@ -170,6 +170,32 @@ class GRU(keras.layers.GRU):
             return [candidate + z * (h - candidate)]
 
         projected = _project(sequences, self.cell.kernel, projection_bias)
+        return run_loop(
+            step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
+            self.zero_output_for_mask,
+        )  # fmt: skip
+
+
+@keras.saving.register_keras_serializable(package="nlpapps")
+class PeepholeLSTM(keras.layers.RNN):
+    """``keras.layers.RNN`` over a ``PeepholeLSTMCell`` with the lean loop (its equations: cells.py).
+    No fused kernel exists for peepholes on any device, so the lean loop runs on a GPU too."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if self.unroll or self.stateful:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        recurrent = tf.cast(cell.recurrent_kernel, sequences.dtype)
+        peep_i, peep_f, peep_o = tf.unstack(tf.cast(cell.peephole_weights, sequences.dtype))
+
+        def step(x_t, states):
+            h, c = states
+            a_i, a_f, a_c, a_o = tf.split(x_t + tf.matmul(h, recurrent), 4, axis=1)
+            i, f = tf.sigmoid(a_i + peep_i * c), tf.sigmoid(a_f + peep_f * c)
+            c = f * c + i * tf.tanh(a_c)
+            return [tf.sigmoid(a_o + peep_o * c) * tf.tanh(c), c]
+
+        projected = _project(sequences, cell.kernel, cell.bias)
         return run_loop(
             step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
             self.zero_output_for_mask,

@@ -25,8 +25,7 @@ def _recurrent_layer(cell, units, return_sequences, return_state):
         return loops.LSTM(units, **kw)
     if cell == "gru":
         return loops.GRU(units, **kw)
-    # No fused kernel exists for peepholes, so this one runs the generic RNN loop.
-    return keras.layers.RNN(PeepholeLSTMCell(units), **kw)
+    return loops.PeepholeLSTM(PeepholeLSTMCell(units), **kw)
 
 
 def _pool(x, mask, how):
@@ -47,8 +46,9 @@ class RecurrentStack(keras.layers.Layer):
     """``depth`` recurrent layers of one cell type, optionally bidirectional.
 
     Args:
-        cell: one of ``CELLS``. "rnn"/"lstm"/"gru" use Keras' built-in layers
-            (fast path); "peephole" wraps ``PeepholeLSTMCell`` in ``keras.layers.RNN``.
+        cell: one of ``CELLS``. "rnn"/"lstm"/"gru" use Keras' built-in layers with
+            a leaner loop over time (``loops.py``: same weights and equations);
+            "peephole" runs ``PeepholeLSTMCell`` in ``keras.layers.RNN`` with that loop.
         units: hidden size per direction (bidirectional outputs 2*units).
         depth: number of stacked layers; all but the last return sequences.
         bidirectional: wrap each layer in ``Bidirectional`` (concat merge).
