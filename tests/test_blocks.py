@@ -415,7 +415,11 @@ def test_step_runs_the_cells_and_equals_the_whole_sequence(cell):
 def _keras_loop_twin(monkeypatch, **kwargs):
     """The same stack built from Keras' own layers (their generic loop), for reference."""
     keras_layers = types.SimpleNamespace(
-        SimpleRNN=keras.layers.SimpleRNN, LSTM=keras.layers.LSTM, GRU=keras.layers.GRU, PeepholeLSTM=keras.layers.RNN
+        SimpleRNN=keras.layers.SimpleRNN,
+        LSTM=keras.layers.LSTM,
+        GRU=keras.layers.GRU,
+        PeepholeLSTM=keras.layers.RNN,
+        Bidirectional=keras.layers.Bidirectional,
     )
     with monkeypatch.context() as patch:
         patch.setattr(stack_module, "loops", keras_layers)

@@ -3,10 +3,11 @@
 On a CPU, Keras runs these layers through its generic masked loop, which calls the whole Keras
 cell at every step: the input projection x·W is recomputed step by step, and each step carries
 many small bookkeeping ops whose per-op cost dominates a small model. The layers here keep
-Keras' weights, equations, masking rules and config (so saved models, ``Bidirectional`` and
-stepping a cell by hand all work unchanged) and replace only that loop: the input projection
-of every step is ONE matmul before the loop, and the loop body holds only the recurrent
-matmul, the gates and the mask select. Gradients come from TensorFlow's while_loop.
+Keras' weights, equations, masking rules and config (so saved models and stepping a cell by
+hand work unchanged) and replace only that loop: the input projection of every step is ONE
+matmul before the loop, and the loop body holds only the recurrent matmul, the gates and the
+mask select. ``Bidirectional`` runs both directions in one loop, their recurrent matmuls as one
+batched matmul, which halves the ops per step again. Gradients come from TensorFlow's while_loop.
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input
 dropout, other activations, GRU with ``reset_after=False``, unrolling, stateful layers), the
@@ -17,43 +18,13 @@ import keras
 import tensorflow as tf
 
 
-def _lean_loop_fits(layer):
-    cell = layer.cell
-    return (
-        not cell.dropout
-        and not cell.recurrent_dropout
-        and cell.use_bias
-        and cell.activation is keras.activations.tanh
-        and getattr(cell, "recurrent_activation", keras.activations.sigmoid) is keras.activations.sigmoid
-        and getattr(cell, "reset_after", True)
-        and not layer.unroll
-        and not layer.stateful
-        and not tf.config.list_logical_devices("GPU")
-    )
-
-
-def run_loop(step, projected, states, mask, go_backwards, return_sequences, zero_output_for_mask):
-    """What ``keras.backend.rnn`` returns, ``(last_output, outputs, states)``, for a cell whose output
-    is its first state and whose input projection is already done.
-
-    projected: [batch, time, gates] inputs already multiplied by the input kernel (plus biases);
-    step(projected_t, states) -> new states. Masked steps keep the previous states; outputs
-    follow Keras' rule: a masked step repeats the previous output (zeros before the first kept
-    step), or is zero with ``zero_output_for_mask``. Outputs are in processing order (reversed
-    with ``go_backwards``), as Keras' loop gives them.
-    """
-    xs = tf.transpose(projected, [1, 0, 2])  # time-major: one TensorArray read per step
-    if mask is not None:
-        # [time, batch, 1] booleans, broadcast by tf.where against [batch, units].
-        keep = tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool)), -1)
-    if go_backwards:
-        xs = tf.reverse(xs, [0])
-        keep = tf.reverse(keep, [0]) if mask is not None else None
+def _loop(step, xs, keep, states, return_sequences):
+    """The loop itself, time-major: xs [time, ..., gates] projected inputs, keep [time, ..., 1]
+    booleans or None, step(x_t, states) -> new states. Masked steps keep the previous states.
+    Returns (every step's first state stacked over time, or None; the final states)."""
     steps = xs.shape[0] or tf.shape(xs)[0]  # static where known, as XLA needs for the TensorArrays
     xs_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
-    keep_ta = (
-        tf.TensorArray(tf.bool, size=steps, element_shape=keep.shape[1:]).unstack(keep) if mask is not None else None
-    )
+    keep_ta = None if keep is None else tf.TensorArray(tf.bool, size=steps, element_shape=keep.shape[1:]).unstack(keep)
     out_ta = tf.TensorArray(xs.dtype, size=steps if return_sequences else 0, element_shape=states[0].shape)
 
     def body(t, out_ta, states):
@@ -68,81 +39,106 @@ def run_loop(step, projected, states, mask, go_backwards, return_sequences, zero
     _, out_ta, states = tf.while_loop(
         lambda t, *_: t < steps, body, (tf.constant(0), out_ta, list(states)), maximum_iterations=steps
     )
-    states = list(states)
-    if return_sequences:
-        outputs = out_ta.stack()  # [time, batch, units]: each step's (mask-carried) first state
-        if mask is not None:
-            # Vectorised after the loop: zero where Keras' loop would give zeros.
-            shown = keep if zero_output_for_mask else tf.cast(tf.cumsum(tf.cast(keep, tf.int32), axis=0), tf.bool)
+    return (out_ta.stack() if return_sequences else None), list(states)
+
+
+def _time_major_keep(mask):
+    return None if mask is None else tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool)), -1)
+
+
+def run_loop(layer, sequences, initial_state, mask):
+    """What ``keras.backend.rnn`` returns to ``layer.inner_loop``, ``(last_output, outputs, states)``,
+    by the lean loop: a masked step repeats the previous output (zeros before the first kept step),
+    or is zero with ``zero_output_for_mask``; outputs are in processing order (reversed with
+    ``go_backwards``), as Keras' loop gives them."""
+    kernel, bias, recurrent, extras = layer.lean_weights(sequences.dtype)
+    xs = tf.matmul(tf.transpose(sequences, [1, 0, 2]), kernel) + bias  # every step's x·W + b at once
+    keep = _time_major_keep(mask[0] if isinstance(mask, (list, tuple)) else mask)  # [time, batch, 1]
+    if layer.go_backwards:
+        xs, keep = tf.reverse(xs, [0]), (None if keep is None else tf.reverse(keep, [0]))
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+    outputs, states = _loop(
+        lambda x_t, s: layer.lean_step(x_t, s, recurrent, *extras), xs, keep, states, layer.return_sequences
+    )
+    if layer.return_sequences:
+        if keep is not None:  # vectorised after the loop: zero where Keras' loop would give zeros
+            shown = keep if layer.zero_output_for_mask else tf.cumsum(tf.cast(keep, tf.int32), axis=0) > 0
             outputs = tf.where(shown, outputs, tf.zeros_like(outputs))
-        last = outputs[-1]
-        outputs = tf.transpose(outputs, [1, 0, 2])
+        last, outputs = outputs[-1], tf.transpose(outputs, [1, 0, 2])
     else:
         last = states[0]
-        if mask is not None:
-            shown = keep[-1] if zero_output_for_mask else tf.reduce_any(keep, axis=0)
+        if keep is not None:
+            shown = keep[-1] if layer.zero_output_for_mask else tf.reduce_any(keep, axis=0)
             last = tf.where(shown, last, tf.zeros_like(last))
         outputs = tf.expand_dims(last, 1)  # what Keras returns when it keeps only the last output
     return last, outputs, states
 
 
-def _project(sequences, kernel, bias):
-    return tf.matmul(sequences, tf.cast(kernel, sequences.dtype)) + tf.cast(bias, sequences.dtype)
+def _lean_loop_fits(layer):
+    """Settings of Keras' SimpleRNN/LSTM/GRU the lean loop covers (else Keras' loop runs)."""
+    cell = layer.cell
+    return (
+        not cell.dropout
+        and not cell.recurrent_dropout
+        and cell.use_bias
+        and cell.activation is keras.activations.tanh
+        and getattr(cell, "recurrent_activation", keras.activations.sigmoid) is keras.activations.sigmoid
+        and getattr(cell, "reset_after", True)
+        and not layer.unroll
+        and not layer.stateful
+        and not tf.config.list_logical_devices("GPU")  # there Keras uses cuDNN
+    )
 
 
-def _states(initial_state):
-    return list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+class _Lean:
+    """What a lean layer gives the loop: ``lean_weights(dtype)`` -> (input kernel, input bias,
+    recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``.
+    The step broadcasts, so ``Bidirectional`` can run it on both directions' weights stacked."""
+
+    def lean_loop_fits(self):
+        return _lean_loop_fits(self)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not self.lean_loop_fits():
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        return run_loop(self, sequences, initial_state, mask)
 
 
-def _mask(mask):
-    return mask[0] if isinstance(mask, (list, tuple)) else mask
+def _cast(dtype, *variables):
+    return [tf.cast(v, dtype) for v in variables]
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class SimpleRNN(keras.layers.SimpleRNN):
+class SimpleRNN(_Lean, keras.layers.SimpleRNN):
     """``keras.layers.SimpleRNN`` with the lean loop: h_t = tanh(x_t·W + b + h_{t-1}·U)."""
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _lean_loop_fits(self):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
-        recurrent = tf.cast(self.cell.recurrent_kernel, sequences.dtype)
+    def lean_weights(self, dtype):
+        return (*_cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel), ())
 
-        def step(x_t, states):
-            return [tf.tanh(x_t + tf.matmul(states[0], recurrent))]
-
-        projected = _project(sequences, self.cell.kernel, self.cell.bias)
-        return run_loop(
-            step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
-            self.zero_output_for_mask,
-        )  # fmt: skip
+    @staticmethod
+    def lean_step(x_t, states, recurrent):
+        return [tf.tanh(x_t + tf.matmul(states[0], recurrent))]
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class LSTM(keras.layers.LSTM):
+class LSTM(_Lean, keras.layers.LSTM):
     """``keras.layers.LSTM`` with the lean loop (gates i, f, c, o as Keras stacks them)."""
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _lean_loop_fits(self):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
-        recurrent = tf.cast(self.cell.recurrent_kernel, sequences.dtype)
-        n = self.cell.units
+    def lean_weights(self, dtype):
+        return (*_cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel), ())
 
-        def step(x_t, states):
-            h, c = states
-            i_f, g, o = tf.split(x_t + tf.matmul(h, recurrent), [2 * n, n, n], axis=1)
-            i, f = tf.split(tf.sigmoid(i_f), 2, axis=1)
-            c = f * c + i * tf.tanh(g)
-            return [tf.sigmoid(o) * tf.tanh(c), c]
-
-        projected = _project(sequences, self.cell.kernel, self.cell.bias)
-        return run_loop(
-            step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
-            self.zero_output_for_mask,
-        )  # fmt: skip
+    @staticmethod
+    def lean_step(x_t, states, recurrent):
+        h, c = states
+        n = recurrent.shape[-2]
+        i_f, g, o = tf.split(x_t + tf.matmul(h, recurrent), [2 * n, n, n], axis=-1)
+        i, f = tf.split(tf.sigmoid(i_f), 2, axis=-1)
+        c = f * c + i * tf.tanh(g)
+        return [tf.sigmoid(o) * tf.tanh(c), c]
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class GRU(keras.layers.GRU):
+class GRU(_Lean, keras.layers.GRU):
     """``keras.layers.GRU`` with the lean loop, in Keras' default ``reset_after`` form:
 
     z = σ(x·W_z + b_z + h·U_z + b'_z)   r = σ(x·W_r + b_r + h·U_r + b'_r)
@@ -152,51 +148,88 @@ class GRU(keras.layers.GRU):
     outside the loop; b'_h sits inside the reset gate's product, so it stays in the step.
     """
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _lean_loop_fits(self):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+    def lean_weights(self, dtype):
         n = self.cell.units
-        recurrent = tf.cast(self.cell.recurrent_kernel, sequences.dtype)
-        input_bias, recurrent_bias = tf.unstack(tf.cast(self.cell.bias, sequences.dtype))
+        kernel, bias, recurrent = _cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel)
+        input_bias, recurrent_bias = tf.unstack(bias)
         recurrent_zr_bias, candidate_bias = tf.split(recurrent_bias, [2 * n, n])
         projection_bias = input_bias + tf.concat([recurrent_zr_bias, tf.zeros_like(candidate_bias)], 0)
+        return kernel, projection_bias, recurrent, (candidate_bias,)
 
-        def step(x_t, states):
-            h = states[0]
-            x_zr, x_h = tf.split(x_t, [2 * n, n], axis=1)
-            h_zr, h_h = tf.split(tf.matmul(h, recurrent), [2 * n, n], axis=1)
-            z, r = tf.split(tf.sigmoid(x_zr + h_zr), 2, axis=1)
-            candidate = tf.tanh(x_h + r * (h_h + candidate_bias))
-            return [candidate + z * (h - candidate)]
-
-        projected = _project(sequences, self.cell.kernel, projection_bias)
-        return run_loop(
-            step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
-            self.zero_output_for_mask,
-        )  # fmt: skip
+    @staticmethod
+    def lean_step(x_t, states, recurrent, candidate_bias):
+        h, n = states[0], recurrent.shape[-2]
+        x_zr, x_h = tf.split(x_t, [2 * n, n], axis=-1)
+        h_zr, h_h = tf.split(tf.matmul(h, recurrent), [2 * n, n], axis=-1)
+        z, r = tf.split(tf.sigmoid(x_zr + h_zr), 2, axis=-1)
+        candidate = tf.tanh(x_h + r * (h_h + candidate_bias))
+        return [candidate + z * (h - candidate)]
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class PeepholeLSTM(keras.layers.RNN):
+class PeepholeLSTM(_Lean, keras.layers.RNN):
     """``keras.layers.RNN`` over a ``PeepholeLSTMCell`` with the lean loop (its equations: cells.py).
     No fused kernel exists for peepholes on any device, so the lean loop runs on a GPU too."""
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if self.unroll or self.stateful:
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+    def lean_loop_fits(self):
+        return not self.unroll and not self.stateful
+
+    def lean_weights(self, dtype):
         cell = self.cell
-        recurrent = tf.cast(cell.recurrent_kernel, sequences.dtype)
-        peep_i, peep_f, peep_o = tf.unstack(tf.cast(cell.peephole_weights, sequences.dtype))
+        kernel, bias, recurrent, peepholes = _cast(
+            dtype, cell.kernel, cell.bias, cell.recurrent_kernel, cell.peephole_weights
+        )
+        return kernel, bias, recurrent, tuple(tf.unstack(peepholes))
 
-        def step(x_t, states):
-            h, c = states
-            a_i, a_f, a_c, a_o = tf.split(x_t + tf.matmul(h, recurrent), 4, axis=1)
-            i, f = tf.sigmoid(a_i + peep_i * c), tf.sigmoid(a_f + peep_f * c)
-            c = f * c + i * tf.tanh(a_c)
-            return [tf.sigmoid(a_o + peep_o * c) * tf.tanh(c), c]
+    @staticmethod
+    def lean_step(x_t, states, recurrent, peep_i, peep_f, peep_o):
+        h, c = states
+        a_i, a_f, a_c, a_o = tf.split(x_t + tf.matmul(h, recurrent), 4, axis=-1)
+        i, f = tf.sigmoid(a_i + peep_i * c), tf.sigmoid(a_f + peep_f * c)
+        c = f * c + i * tf.tanh(a_c)
+        return [tf.sigmoid(a_o + peep_o * c) * tf.tanh(c), c]
 
-        projected = _project(sequences, cell.kernel, cell.bias)
-        return run_loop(
-            step, projected, _states(initial_state), _mask(mask), self.go_backwards, self.return_sequences,
-            self.zero_output_for_mask,
-        )  # fmt: skip
+
+@keras.saving.register_keras_serializable(package="nlpapps")
+class Bidirectional(keras.layers.Bidirectional):
+    """``keras.layers.Bidirectional`` that runs both directions of a lean layer in ONE loop: one
+    input matmul for both, then per step one batched recurrent matmul over the two directions'
+    states [2, batch, units]. Same weights (``forward_layer``, ``backward_layer``) and outputs as
+    Keras' wrapper; other cases (an initial state, another merge mode) take Keras' path."""
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        forward, backward = self.forward_layer, self.backward_layer
+        if (
+            initial_state is not None
+            or self.merge_mode != "concat"
+            or type(forward) is not type(backward)
+            or not isinstance(forward, _Lean)
+            or not (forward.lean_loop_fits() and backward.lean_loop_fits())
+        ):
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        dtype = sequences.dtype
+        (kf, bf, uf, ef), (kb, bb, ub, eb) = forward.lean_weights(dtype), backward.lean_weights(dtype)
+        projected = tf.matmul(tf.transpose(sequences, [1, 0, 2]), tf.concat([kf, kb], -1)) + tf.concat([bf, bb], -1)
+        xs_f, xs_b = tf.split(projected, 2, axis=-1)
+        xs = tf.stack([xs_f, tf.reverse(xs_b, [0])], axis=1)  # [time, direction, batch, gates]
+        keep = _time_major_keep(mask)
+        if keep is not None:
+            keep = tf.stack([keep, tf.reverse(keep, [0])], axis=1)
+        recurrent = tf.stack([uf, ub])  # [direction, units, gates]
+        extras = [tf.expand_dims(tf.stack([f, b]), 1) for f, b in zip(ef, eb)]  # [direction, 1, units]
+        batch, units = tf.shape(sequences)[0], forward.cell.units
+        n_states = len(tf.nest.flatten(forward.cell.state_size))
+        states = [tf.zeros(tf.stack([2, batch, units]), dtype) for _ in range(n_states)]
+        outputs, states = _loop(
+            lambda x_t, s: forward.lean_step(x_t, s, recurrent, *extras), xs, keep, states, self.return_sequences
+        )
+        if self.return_sequences:
+            if keep is not None:  # Keras' wrapper zeroes the outputs of masked steps
+                outputs = tf.where(keep, outputs, tf.zeros_like(outputs))
+            y, y_rev = outputs[:, 0], tf.reverse(outputs[:, 1], [0])
+            output = tf.transpose(tf.concat([y, y_rev], -1), [1, 0, 2])
+        else:
+            output = tf.concat([states[0][0], states[0][1]], -1)  # zero states stay zero where all is padding
+        if self.return_state:
+            return (output, *[s[0] for s in states], *[s[1] for s in states])
+        return output
