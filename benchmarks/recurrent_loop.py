@@ -46,7 +46,7 @@ def model(layer_class, bidirectional, seed=0):
     x = keras.layers.Embedding(8000, 128, mask_zero=True)(ids)
     recurrent = layer_class(64, return_sequences=True)
     if bidirectional:  # the lean wrapper runs both directions in one loop
-        recurrent = (loops.Bidirectional if isinstance(recurrent, loops._Lean) else keras.layers.Bidirectional)(
+        recurrent = (loops.Bidirectional if isinstance(recurrent, loops.LeanLayer) else keras.layers.Bidirectional)(
             recurrent
         )
     x = recurrent(x)

@@ -90,7 +90,7 @@ def _lean_loop_fits(layer):
     )
 
 
-class _Lean:
+class LeanLayer:
     """What a lean layer gives the loop: ``lean_weights(dtype)`` -> (input kernel, input bias,
     recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``.
     The step broadcasts, so ``Bidirectional`` can run it on both directions' weights stacked."""
@@ -109,7 +109,7 @@ def _cast(dtype, *variables):
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class SimpleRNN(_Lean, keras.layers.SimpleRNN):
+class SimpleRNN(LeanLayer, keras.layers.SimpleRNN):
     """``keras.layers.SimpleRNN`` with the lean loop: h_t = tanh(x_t·W + b + h_{t-1}·U)."""
 
     def lean_weights(self, dtype):
@@ -121,7 +121,7 @@ class SimpleRNN(_Lean, keras.layers.SimpleRNN):
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class LSTM(_Lean, keras.layers.LSTM):
+class LSTM(LeanLayer, keras.layers.LSTM):
     """``keras.layers.LSTM`` with the lean loop (gates i, f, c, o as Keras stacks them)."""
 
     def lean_weights(self, dtype):
@@ -138,7 +138,7 @@ class LSTM(_Lean, keras.layers.LSTM):
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class GRU(_Lean, keras.layers.GRU):
+class GRU(LeanLayer, keras.layers.GRU):
     """``keras.layers.GRU`` with the lean loop, in Keras' default ``reset_after`` form:
 
     z = σ(x·W_z + b_z + h·U_z + b'_z)   r = σ(x·W_r + b_r + h·U_r + b'_r)
@@ -167,7 +167,7 @@ class GRU(_Lean, keras.layers.GRU):
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
-class PeepholeLSTM(_Lean, keras.layers.RNN):
+class PeepholeLSTM(LeanLayer, keras.layers.RNN):
     """``keras.layers.RNN`` over a ``PeepholeLSTMCell`` with the lean loop (its equations: cells.py).
     No fused kernel exists for peepholes on any device, so the lean loop runs on a GPU too."""
 
@@ -203,7 +203,7 @@ class Bidirectional(keras.layers.Bidirectional):
             initial_state is not None
             or self.merge_mode != "concat"
             or type(forward) is not type(backward)
-            or not isinstance(forward, _Lean)
+            or not isinstance(forward, LeanLayer)
             or not (forward.lean_loop_fits() and backward.lean_loop_fits())
         ):
             return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
