@@ -45,10 +45,8 @@ def model(layer_class, bidirectional, seed=0):
     ids = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(8000, 128, mask_zero=True)(ids)
     recurrent = layer_class(64, return_sequences=True)
-    if bidirectional:  # the lean wrapper runs both directions in one loop
-        recurrent = (loops.Bidirectional if isinstance(recurrent, loops.LeanLayer) else keras.layers.Bidirectional)(
-            recurrent
-        )
+    if bidirectional:
+        recurrent = keras.layers.Bidirectional(recurrent)
     x = recurrent(x)
     # Max over the kept steps, as the stack pools (padding steps never win).
     x = keras.ops.max(keras.ops.where(keras.ops.expand_dims(ids > 0, -1), x, -1e9), axis=1)

@@ -419,7 +419,6 @@ def _keras_loop_twin(monkeypatch, **kwargs):
         LSTM=keras.layers.LSTM,
         GRU=keras.layers.GRU,
         PeepholeLSTM=keras.layers.RNN,
-        Bidirectional=keras.layers.Bidirectional,
     )
     with monkeypatch.context() as patch:
         patch.setattr(stack_module, "loops", keras_layers)

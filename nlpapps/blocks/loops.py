@@ -6,8 +6,9 @@ many small bookkeeping ops whose per-op cost dominates a small model. The layers
 Keras' weights, equations, masking rules and config (so saved models and stepping a cell by
 hand work unchanged) and replace only that loop: the input projection of every step is ONE
 matmul before the loop, and the loop body holds only the recurrent matmul, the gates and the
-mask select. ``Bidirectional`` runs both directions in one loop, their recurrent matmuls as one
-batched matmul, which halves the ops per step again. Gradients come from TensorFlow's while_loop.
+mask select. Gradients come from TensorFlow's while_loop. Under ``keras.layers.Bidirectional``
+the two directions are two independent loops, which TensorFlow's executor runs side by side (one
+loop over both directions, with a batched recurrent matmul, used as much CPU time and took longer).
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input
 dropout, other activations, GRU with ``reset_after=False``, unrolling, stateful layers), the
@@ -92,8 +93,7 @@ def _lean_loop_fits(layer):
 
 class LeanLayer:
     """What a lean layer gives the loop: ``lean_weights(dtype)`` -> (input kernel, input bias,
-    recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``.
-    The step broadcasts, so ``Bidirectional`` can run it on both directions' weights stacked."""
+    recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``."""
 
     def lean_loop_fits(self):
         return _lean_loop_fits(self)
@@ -188,48 +188,3 @@ class PeepholeLSTM(LeanLayer, keras.layers.RNN):
         i, f = tf.sigmoid(a_i + peep_i * c), tf.sigmoid(a_f + peep_f * c)
         c = f * c + i * tf.tanh(a_c)
         return [tf.sigmoid(a_o + peep_o * c) * tf.tanh(c), c]
-
-
-@keras.saving.register_keras_serializable(package="nlpapps")
-class Bidirectional(keras.layers.Bidirectional):
-    """``keras.layers.Bidirectional`` that runs both directions of a lean layer in ONE loop: one
-    input matmul for both, then per step one batched recurrent matmul over the two directions'
-    states [2, batch, units]. Same weights (``forward_layer``, ``backward_layer``) and outputs as
-    Keras' wrapper; other cases (an initial state, another merge mode) take Keras' path."""
-
-    def call(self, sequences, initial_state=None, mask=None, training=None):
-        forward, backward = self.forward_layer, self.backward_layer
-        if (
-            initial_state is not None
-            or self.merge_mode != "concat"
-            or type(forward) is not type(backward)
-            or not isinstance(forward, LeanLayer)
-            or not (forward.lean_loop_fits() and backward.lean_loop_fits())
-        ):
-            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
-        dtype = sequences.dtype
-        (kf, bf, uf, ef), (kb, bb, ub, eb) = forward.lean_weights(dtype), backward.lean_weights(dtype)
-        projected = tf.matmul(tf.transpose(sequences, [1, 0, 2]), tf.concat([kf, kb], -1)) + tf.concat([bf, bb], -1)
-        xs_f, xs_b = tf.split(projected, 2, axis=-1)
-        xs = tf.stack([xs_f, tf.reverse(xs_b, [0])], axis=1)  # [time, direction, batch, gates]
-        keep = _time_major_keep(mask)
-        if keep is not None:
-            keep = tf.stack([keep, tf.reverse(keep, [0])], axis=1)
-        recurrent = tf.stack([uf, ub])  # [direction, units, gates]
-        extras = [tf.expand_dims(tf.stack([f, b]), 1) for f, b in zip(ef, eb)]  # [direction, 1, units]
-        batch, units = tf.shape(sequences)[0], forward.cell.units
-        n_states = len(tf.nest.flatten(forward.cell.state_size))
-        states = [tf.zeros(tf.stack([2, batch, units]), dtype) for _ in range(n_states)]
-        outputs, states = _loop(
-            lambda x_t, s: forward.lean_step(x_t, s, recurrent, *extras), xs, keep, states, self.return_sequences
-        )
-        if self.return_sequences:
-            if keep is not None:  # Keras' wrapper zeroes the outputs of masked steps
-                outputs = tf.where(keep, outputs, tf.zeros_like(outputs))
-            y, y_rev = outputs[:, 0], tf.reverse(outputs[:, 1], [0])
-            output = tf.transpose(tf.concat([y, y_rev], -1), [1, 0, 2])
-        else:
-            output = tf.concat([states[0][0], states[0][1]], -1)  # zero states stay zero where all is padding
-        if self.return_state:
-            return (output, *[s[0] for s in states], *[s[1] for s in states])
-        return output

@@ -51,8 +51,7 @@ class RecurrentStack(keras.layers.Layer):
             "peephole" runs ``PeepholeLSTMCell`` in ``keras.layers.RNN`` with that loop.
         units: hidden size per direction (bidirectional outputs 2*units).
         depth: number of stacked layers; all but the last return sequences.
-        bidirectional: wrap each layer in ``Bidirectional`` (concat merge; both
-            directions in one loop, see ``loops.py``).
+        bidirectional: wrap each layer in ``Bidirectional`` (concat merge).
         dropout: rate of the Dropout applied to each layer's output.
         residual: from layer 2 on, add a layer's input to its output when the
             shapes match (i.e. when that layer returns sequences):
@@ -124,7 +123,7 @@ class RecurrentStack(keras.layers.Layer):
                 return_state=self.return_state and (last or self.all_states),
             )
             if self.bidirectional:
-                layer = loops.Bidirectional(layer, merge_mode="concat")
+                layer = keras.layers.Bidirectional(layer, merge_mode="concat")
             self.rnn_layers.append(layer)
         # Dropout has no weights worth sharing; one layer serves every position.
         self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
