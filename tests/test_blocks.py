@@ -434,10 +434,8 @@ def _random_mask(rng, batch, time):
     return mask
 
 
-LEAN_CASES = [
-    dict(bidirectional=False, return_state=True),
-    dict(bidirectional=False, return_sequences=True, return_state=True, all_states=True, seeded=True),
-    dict(bidirectional=True, pooling="max"),
+LEAN_CASES = [  # the last layer without sequences (seeded), and both directions with every output
+    dict(bidirectional=False, return_state=True, all_states=True, seeded=True),
     dict(bidirectional=True, return_sequences=True, return_state=True, all_states=True),
 ]
 
