@@ -1,6 +1,7 @@
 """Tests for nlpapps.blocks: cells against Keras' own layers, and RecurrentStack."""
 
 import os
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,6 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import nlpapps.blocks.stack as stack_module  # noqa: E402
 from nlpapps.blocks import (  # noqa: E402
     CELLS,
     GRUCell,
@@ -405,3 +407,90 @@ def test_step_runs_the_cells_and_equals_the_whole_sequence(cell):
     np.testing.assert_allclose(np.stack(steps, axis=1), whole, atol=1e-5)
     for stepped, at_once in zip(states, final):
         np.testing.assert_allclose(stepped, at_once, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- lean loop
+
+
+def _keras_loop_twin(monkeypatch, **kwargs):
+    """The same stack built from Keras' own layers (their generic loop), for reference."""
+    keras_layers = types.SimpleNamespace(
+        SimpleRNN=keras.layers.SimpleRNN,
+        LSTM=keras.layers.LSTM,
+        GRU=keras.layers.GRU,
+        PeepholeLSTM=keras.layers.RNN,
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(stack_module, "loops", keras_layers)
+        return recurrent_stack(**kwargs)
+
+
+def _random_mask(rng, batch, time):
+    """Kept prefixes of random lengths (one row all padding), and one row with holes."""
+    lengths = rng.integers(1, time + 1, size=batch)
+    lengths[0] = 0
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    mask[-1] = rng.random(time) < 0.6
+    return mask
+
+
+LEAN_CASES = [  # the last layer without sequences (seeded), and both directions with every output
+    dict(bidirectional=False, return_state=True, all_states=True, seeded=True),
+    dict(bidirectional=True, return_sequences=True, return_state=True, all_states=True),
+]
+
+
+@pytest.mark.parametrize("case", LEAN_CASES, ids=lambda c: "-".join(f"{k}" for k, v in c.items() if v))
+@pytest.mark.parametrize("cell", CELLS)
+def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
+    """Outputs, final states and gradients (inputs and every weight) of the stack's lean loop
+    equal Keras' own layers' on random masked batches, compiled as training runs them."""
+    rng = np.random.default_rng(16)
+    case = dict(case)
+    seeded = case.pop("seeded", False)
+    kwargs = dict(cell=cell, units=5, depth=2, residual=True, **case)
+    ours, ref = recurrent_stack(**kwargs), _keras_loop_twin(monkeypatch, **kwargs)
+    x, mask = _rand(rng, 4, 9, 3), _random_mask(rng, 4, 9)
+    ours(x), ref(x)
+    lean = tuple(vars(stack_module.loops)[name] for name in ("SimpleRNN", "LSTM", "GRU", "PeepholeLSTM"))
+    for stack, is_lean in ((ours, True), (ref, False)):
+        for layer in stack.rnn_layers:
+            directions = [layer.forward_layer, layer.backward_layer] if case["bidirectional"] else [layer]
+            assert all(isinstance(d, lean) == is_lean for d in directions)
+    _randomize(ref, rng)
+    ours.set_weights(ref.get_weights())
+    n_states = ours.states_per_layer * (2 if case.get("all_states") else 1)
+    initial = [tf.constant(_rand(rng, 4, 5)) for _ in range(n_states)] if seeded else None
+    x = tf.constant(x)
+
+    def run(stack):
+        @tf.function
+        def forward_and_gradients(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = tf.nest.flatten(stack(x, mask=tf.constant(mask), initial_state=initial, training=True))
+                # Different weights per output so each one's gradient counts.
+                loss = sum(tf.reduce_sum(o * float(k + 1)) for k, o in enumerate(out))
+            return out, tape.gradient(loss, [x] + stack.trainable_weights)
+
+        return forward_and_gradients(x)
+
+    (out, grads), (ref_out, ref_grads) = run(ours), run(ref)
+    assert len(out) == len(ref_out) and len(grads) == len(ref_grads)
+    for got, expected in zip(out + grads, ref_out + ref_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)  # float32 rounding of sums up to ~50
+
+
+def test_lean_loop_equals_keras_for_go_backwards_and_zero_output(monkeypatch):
+    """The layers on their own, with the settings ``Bidirectional`` and users may give them."""
+    rng = np.random.default_rng(17)
+    x, mask = _rand(rng, 4, 6, 3), _random_mask(rng, 4, 6)
+    for name in ("SimpleRNN", "LSTM", "GRU"):
+        for settings in ({"go_backwards": True}, {"zero_output_for_mask": True}, {"return_sequences": False}):
+            settings = {"return_sequences": True, "return_state": True, **settings}
+            ours, ref = getattr(stack_module.loops, name)(4, **settings), getattr(keras.layers, name)(4, **settings)
+            ours(x), ref(x)
+            _randomize(ref, rng)
+            ours.set_weights(ref.get_weights())
+            for got, expected in zip(ours(x, mask=mask), ref(x, mask=mask)):
+                np.testing.assert_allclose(got, expected, atol=1e-5)

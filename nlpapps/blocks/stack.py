@@ -8,6 +8,7 @@ configuration rather than re-implemented per model.
 import keras
 from keras import ops
 
+from nlpapps.blocks import loops
 from nlpapps.blocks.cells import PeepholeLSTMCell
 
 CELLS = ("rnn", "lstm", "gru", "peephole")
@@ -17,14 +18,14 @@ _N_STATES = {"rnn": 1, "lstm": 2, "gru": 1, "peephole": 2}  # [h] or [h, c]
 
 def _recurrent_layer(cell, units, return_sequences, return_state):
     kw = dict(return_sequences=return_sequences, return_state=return_state)
+    # Keras' own layers with a leaner loop over time on the CPU (see loops.py).
     if cell == "rnn":
-        return keras.layers.SimpleRNN(units, **kw)
+        return loops.SimpleRNN(units, **kw)
     if cell == "lstm":
-        return keras.layers.LSTM(units, **kw)
+        return loops.LSTM(units, **kw)
     if cell == "gru":
-        return keras.layers.GRU(units, **kw)
-    # No fused kernel exists for peepholes, so this one runs the generic RNN loop.
-    return keras.layers.RNN(PeepholeLSTMCell(units), **kw)
+        return loops.GRU(units, **kw)
+    return loops.PeepholeLSTM(PeepholeLSTMCell(units), **kw)
 
 
 def _pool(x, mask, how):
@@ -45,8 +46,9 @@ class RecurrentStack(keras.layers.Layer):
     """``depth`` recurrent layers of one cell type, optionally bidirectional.
 
     Args:
-        cell: one of ``CELLS``. "rnn"/"lstm"/"gru" use Keras' built-in layers
-            (fast path); "peephole" wraps ``PeepholeLSTMCell`` in ``keras.layers.RNN``.
+        cell: one of ``CELLS``. "rnn"/"lstm"/"gru" use Keras' built-in layers with
+            a leaner loop over time (``loops.py``: same weights and equations);
+            "peephole" runs ``PeepholeLSTMCell`` in ``keras.layers.RNN`` with that loop.
         units: hidden size per direction (bidirectional outputs 2*units).
         depth: number of stacked layers; all but the last return sequences.
         bidirectional: wrap each layer in ``Bidirectional`` (concat merge).
