@@ -98,6 +98,9 @@ class LeanLayer:
     def lean_loop_fits(self):
         return _lean_loop_fits(self)
 
+    def lean_weights(self, dtype):  # the plain form; GRU and the peephole LSTM have more
+        return (*_cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel), ())
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self.lean_loop_fits():
             return super().inner_loop(sequences, initial_state, mask, training=training)
@@ -112,9 +115,6 @@ def _cast(dtype, *variables):
 class SimpleRNN(LeanLayer, keras.layers.SimpleRNN):
     """``keras.layers.SimpleRNN`` with the lean loop: h_t = tanh(x_t·W + b + h_{t-1}·U)."""
 
-    def lean_weights(self, dtype):
-        return (*_cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel), ())
-
     @staticmethod
     def lean_step(x_t, states, recurrent):
         return [tf.tanh(x_t + tf.matmul(states[0], recurrent))]
@@ -123,9 +123,6 @@ class SimpleRNN(LeanLayer, keras.layers.SimpleRNN):
 @keras.saving.register_keras_serializable(package="nlpapps")
 class LSTM(LeanLayer, keras.layers.LSTM):
     """``keras.layers.LSTM`` with the lean loop (gates i, f, c, o as Keras stacks them)."""
-
-    def lean_weights(self, dtype):
-        return (*_cast(dtype, self.cell.kernel, self.cell.bias, self.cell.recurrent_kernel), ())
 
     @staticmethod
     def lean_step(x_t, states, recurrent):
