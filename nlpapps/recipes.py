@@ -96,6 +96,7 @@ RULES = {
     "data.time_features": lambda v: None if set(v) <= {"day", "year"} else 'may hold only "day" and "year"',
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),
+    "model.ensemble": _at_least(1),
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),

@@ -125,40 +125,60 @@ def season_of(interval, n):
 
 
 def build(encoder, n_features, targets, m, t, steps_per_epoch):
-    """Raw readings and their times → Encode → unidirectional recurrent stack (all its states out, so
-    it can be stepped) → the heads (a model of its own, which stepping reuses)."""
+    """Raw readings and their times → Encode → `model.ensemble` members, each a unidirectional
+    recurrent stack (all its states out, so it can be stepped) and its heads (a model of its own,
+    which stepping reuses) → their forecasts averaged. Returns (the model to train: every member's
+    outputs, each with its own loss; the averaged model). One member: the same model twice."""
     readings = keras.Input((None, n_features), name="readings")
     seconds = keras.Input((None,), dtype="float64", name="time")
-    stack = recurrent_stack(
-        cell=m["cell"],
-        units=m["units"],
-        depth=m["depth"],
-        bidirectional=False,
-        dropout=m["dropout"],
-        residual=m["residual"],
-        return_sequences=True,
-        return_state=True,
-        all_states=True,
-        name="stack",
-    )
     x = encoder([readings, seconds])
-    y, _ = stack(x)
-    outputs = heads(targets, m, stack.output_width, encoder.width)([y, x])
-    model = keras.Model([readings, seconds], outputs, name="forecast")
+    members = []
+    for suffix in member_suffixes(m["ensemble"]):
+        stack = recurrent_stack(
+            cell=m["cell"],
+            units=m["units"],
+            depth=m["depth"],
+            bidirectional=False,
+            dropout=m["dropout"],
+            residual=m["residual"],
+            return_sequences=True,
+            return_state=True,
+            all_states=True,
+            name=f"stack{suffix}",
+        )
+        y, _ = stack(x)
+        members.append(heads(targets, m, stack.output_width, encoder.width, f"heads{suffix}")([y, x]))
+    kinds = list(members[0])
+    outputs = members[0]
+    if len(members) == 1:
+        model = trainer = keras.Model([readings, seconds], outputs, name="forecast")
+    else:
+        # Members trained side by side in one model, each on its own loss (no co-adaptation: an
+        # ensemble, not a wider model); they differ by their initial weights.
+        averaged = {kind: keras.layers.Average(name=kind)([out[kind] for out in members]) for kind in kinds}
+        model = keras.Model([readings, seconds], averaged, name="forecast")
+        outputs = {f"{kind}{s}": out[kind] for s, out in zip(member_suffixes(len(members)), members) for kind in kinds}
+        trainer = keras.Model([readings, seconds], outputs, name="forecast_members")
     losses = {"quantities": t["quantity_loss"], "events": "binary_crossentropy"}
-    losses = {kind: loss for kind, loss in losses.items() if kind in outputs}
+    weights = {"quantities": 1.0, "events": t["event_weight"]}
+    names = list(outputs)  # kind + member suffix
     # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
     rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
-    model.compile(
+    trainer.compile(
         optimizer=keras.optimizers.Adam(rate, clipnorm=1.0),
-        loss=losses,
-        loss_weights={"quantities": 1.0, "events": t["event_weight"]} if len(losses) == 2 else None,
+        loss={name: losses[name.split("_")[0]] for name in names},
+        loss_weights={name: weights[name.split("_")[0]] for name in names} if len(names) > 1 else None,
         jit_compile=False,
     )
-    return model
+    return trainer, model
 
 
-def heads(targets, m, state_width, reading_width):
+def member_suffixes(count):
+    """Layer and output name suffixes of the ensemble's members: "" (the first), "_2", "_3", ..."""
+    return ["" if i == 0 else f"_{i + 1}" for i in range(count)]
+
+
+def heads(targets, m, state_width, reading_width, name="heads"):
     """The recurrent state and the current encoded reading at every step → a head per kind of
     target: {"quantities": [batch, time, horizon, Kq], "events": probabilities [batch, time, horizon, Ke]}.
     A hidden ReLU layer sees both (the change over h steps mixes phases and amplitudes: not linear in
@@ -182,7 +202,7 @@ def heads(targets, m, state_width, reading_width):
         if kind == "events":
             z = keras.layers.Activation("sigmoid", name="probabilities")(z)
         outputs[kind] = keras.layers.Reshape((-1, m["horizon"], k), name=kind)(z)
-    return keras.Model([y, x], outputs, name="heads")
+    return keras.Model([y, x], outputs, name=name)
 
 
 def changes(data, features):
@@ -214,34 +234,43 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     the first one (the training means), from which missing readings are carried forward."""
     n_features = len(features)
     current = [features.index(c) for _, c, t in targets if t is None]
-    encoder, stack, top = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("heads")
+    encoder = model.get_layer("encode")
+    count = sum(layer.name.startswith("stack") for layer in model.layers)
+    members = [(model.get_layer(f"stack{s}"), model.get_layer(f"heads{s}")) for s in member_suffixes(count)]
+    stack = members[0][0]
     kinds = np.array([threshold is None for _, _, threshold in targets])
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
     mean, std = tf.constant(scale[0], "float32"), tf.constant(scale[1], "float32")
-    n_states = stack.states_per_layer * stack.depth
-    names = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(n_states)]
+    per_member = stack.states_per_layer * stack.depth
+    layer_states = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(per_member)]
+    names = [f"{name}{suffix}" for suffix in member_suffixes(len(members)) for name in layer_states]
 
-    def physical(top_out, filled):
-        parts = [top_out[kind] for kind in ("quantities", "events") if kind in top_out]
-        if "quantities" in top_out:
+    def physical(top_outs, filled):
+        """The members' head outputs averaged, in physical units, in the recipe's target order."""
+        parts = [
+            tf.add_n([out[kind] for out in top_outs]) / len(top_outs)
+            for kind in ("quantities", "events")
+            if kind in top_outs[0]
+        ]
+        if "quantities" in top_outs[0]:
             parts[0] = tf.gather(filled, current, axis=-1)[:, :, None, :] + parts[0] * std + mean
-        return tf.gather(tf.concat(parts, -1), order, axis=-1)  # back to the recipe's target order
+        return tf.gather(tf.concat(parts, -1), order, axis=-1)
 
     def zero_states(batch):
-        return [tf.zeros([batch, stack.units]) for _ in names]
+        return [tf.zeros([batch, stack.units]) for _ in layer_states]
 
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
         x = encoder([filled, seconds])
-        y, _ = stack(x, initial_state=zero_states(batch), training=False)
-        out = physical(top([y, x]), filled)
+        tops = [top([member(x, initial_state=zero_states(batch), training=False)[0], x]) for member, top in members]
+        out = physical(tops, filled)
         return {"forecast": out[:, -1], "forecasts": out}
 
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **dict(zip(names, zero_states(batch_size))),
+            **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
     # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
@@ -251,8 +280,12 @@ def streaming_functions(model, features, targets, horizon, scale, start):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
         x = encoder([last[:, None], seconds[:, None]])
-        y, new = stack.step(x[:, 0], list(states))
-        out = physical(top([y[:, None], x]), last[:, None])
+        tops, new = [], []
+        for k, (member, top) in enumerate(members):
+            y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
+            tops.append(top([y[:, None], x]))
+            new += member_new
+        out = physical(tops, last[:, None])
         return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
 
     f = tf.float32
@@ -288,10 +321,12 @@ def streaming_functions(model, features, targets, horizon, scale, start):
 # --------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(data, predicted, encoded, season, horizon, event_window):
-    """Rows for the quantity and the event tables over the test period, and the curves and series
-    the plots need. predicted: the model's forecasts at every step of the series [T, horizon, K]."""
+def evaluate(data, predicted, encoded, season, horizon, event_window, period=None):
+    """Rows for the quantity and the event tables over `period` (start, stop; the test period by
+    default), and the curves and series the plots need. predicted: the model's forecasts at every step
+    of the series [T, horizon, K]."""
     a, b, n = data["bounds"]
+    b, n = period or (b, n)
     frame, future, seen = data["frame"], data["future"], data["future_seen"]
     truth = np.where(seen, future, np.nan)
     horizons = [h for h in HORIZONS if h <= horizon]
@@ -397,6 +432,8 @@ def run(recipe, output_root, log=print):
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     y = training_targets(data, features, scale)
+    members = member_suffixes(m["ensemble"])
+    y = {f"{kind}{suffix}": v for suffix in members for kind, v in y.items()}  # every member learns the same
     window = min(t["window"], a - horizon)
     # The recipe station's training period, then those of the stations pooled with it laid end to end.
     pooled = [(data["readings"], data["seconds"], y, (0, a - horizon))]
@@ -406,7 +443,11 @@ def run(recipe, output_root, log=print):
             (
                 part["readings"],
                 part["seconds"],
-                training_targets(part, features, scale),
+                {
+                    f"{kind}{suffix}": v
+                    for suffix in members
+                    for kind, v in training_targets(part, features, scale).items()
+                },
                 (offset, offset + len(part["readings"]) - horizon),
             )
         )
@@ -433,14 +474,14 @@ def run(recipe, output_root, log=print):
         ),
     }
     with training.strategy(recipe).scope():
-        model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
+        trainer, model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
     log(
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
         f"horizon {horizon}"
     )
     start = time.perf_counter()
-    history = training.fit(model, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
+    history = training.fit(trainer, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
     seconds = time.perf_counter() - start
 
     # Scored as it is served: one stream over the whole series, so the test period follows what came before.
@@ -459,8 +500,17 @@ def run(recipe, output_root, log=print):
     quantity_rows, event_rows, curves, persistence = evaluate(
         data, predicted, encoded, season, horizon, d["event_window"]
     )
+    # The validation period's scores: the ones to choose a recipe by (the test period's are for reporting).
+    validation_rows = evaluate(data, predicted, encoded, season, horizon, d["event_window"], (a, b))[:2]
 
     interval = series.describe(data["interval"])
+    log(
+        f"\nvalidation period: {data['frame'].index[a]} to {data['frame'].index[b - 1]} ({b - a} steps), the one "
+        f"to compare recipes by (MAE in the data's units, Brier skill)"
+    )
+    for rows in validation_rows:
+        if rows:
+            log(evaluation.table(rows, [c for c in rows[0] if c in ("target", "h") or c.endswith(("_mae", "_skill"))]))
     log(
         f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
         f"training took {seconds:.0f} s"
@@ -509,7 +559,12 @@ def run(recipe, output_root, log=print):
             "columns": {"time": d["time_column"], "date": d["date_column"], "station": d["station_column"]},
         },
         "baselines": {"seasonal": f"{season_name} ({season} steps)"},
-        "metrics": {"headline": headline, "quantities": quantity_rows, "events": event_rows},
+        "metrics": {
+            "headline": headline,
+            "quantities": quantity_rows,
+            "events": event_rows,
+            "validation": dict(zip(("quantities", "events"), validation_rows)),
+        },
         "recipe": recipe.flat(),
         "history": history,
         "train_seconds": round(seconds, 1),
