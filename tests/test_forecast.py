@@ -93,6 +93,9 @@ def test_run_prints_both_tables_against_the_baselines(forecast_run):
     for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
         assert word in quantities
     assert [line.split()[:2] for line in quantities.splitlines()[3:]] == [["temp", h] for h in ("1", "3", "6")]
+    validation = output[output.index("validation period") : output.index("test period")]  # to choose recipes by
+    for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_skill", "logreg_skill"):
+        assert word in validation
     events = output[output.index("events (skill") :]
     for word in ("climatology_brier", "model_skill", "persistence_skill", "logreg_skill", "model_auc"):
         assert word in events
@@ -177,6 +180,42 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
     assert out["nlpapps_imported"] == []
     # temperatures in °F, probabilities in [0, 1]
     assert 0 < np.median(whole[..., 0]) < 110 and (0 <= whole[..., 1]).all() and (whole[..., 1] <= 1).all()
+
+
+def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_forecast(weather_slice, tmp_path):
+    small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "model.ensemble=2", "--set", "data.train_stations=[]"]
+    result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    path = tmp_path / "forecast" / "1"
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["state"] == ["last_reading", "h1", "h1_2"]
+    rows = weather_rows("EWR")[5000:5030]
+    readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
+    import pandas as pd
+
+    seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
+    out = last_json_line(STEP_SCRIPT, path, json.dumps([readings]), json.dumps([seconds]), timeout=180)
+    np.testing.assert_allclose(np.array(out["stepped"]), np.array(out["whole"]), atol=1e-5, rtol=1e-5)
+    assert out["step_inputs"] == ["h1", "h1_2", "last_reading", "reading", "time"]
+    # the twin: the mean of two members that start from different weights
+    from nlpapps import export
+
+    model = export.load_keras(path)
+    assert model.get_layer("stack").weights[0].shape == model.get_layer("stack_2").weights[0].shape
+    assert not np.allclose(model.get_layer("stack").weights[0].numpy(), model.get_layer("stack_2").weights[0].numpy())
+    x = np.array(readings, "float32")[None]
+    x = np.where(np.isnan(x), 0.0, x)
+    t = np.array(seconds)[None]
+    out = model([x, t], training=False)
+    members = [
+        model.get_layer(f"heads{s}")(
+            [model.get_layer(f"stack{s}")(model.get_layer("encode")([x, t]))[0], model.get_layer("encode")([x, t])]
+        )
+        for s in ("", "_2")
+    ]
+    np.testing.assert_allclose(
+        np.asarray(out["events"]), (np.asarray(members[0]["events"]) + np.asarray(members[1]["events"])) / 2, atol=1e-6
+    )
 
 
 def test_nan_reading_is_carried_forward(loaded):

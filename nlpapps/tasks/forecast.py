@@ -240,7 +240,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     stack = members[0][0]
     kinds = np.array([threshold is None for _, _, threshold in targets])
     order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
-    mean, std = tf.constant(scale[0], "float32"), tf.constant(scale[1], "float32")
+    mean, std = np.float32(scale[0]), np.float32(scale[1])  # constants of each graph (not captured tensors)
     per_member = stack.states_per_layer * stack.depth
     layer_states = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(per_member)]
     names = [f"{name}{suffix}" for suffix in member_suffixes(len(members)) for name in layer_states]
@@ -253,7 +253,9 @@ def streaming_functions(model, features, targets, horizon, scale, start):
             if kind in top_outs[0]
         ]
         if "quantities" in top_outs[0]:
-            parts[0] = tf.gather(filled, current, axis=-1)[:, :, None, :] + parts[0] * std + mean
+            parts[0] = (
+                tf.gather(filled, current, axis=-1)[:, :, None, :] + parts[0] * tf.constant(std) + tf.constant(mean)
+            )
         return tf.gather(tf.concat(parts, -1), order, axis=-1)
 
     def zero_states(batch):
@@ -273,19 +275,24 @@ def streaming_functions(model, features, targets, horizon, scale, start):
             **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
+    # The weights as they are now, for `step`: constants in its graph instead of variables it reads.
+    weights = [(v, v.numpy()) for v in model.weights]
+
     # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
     # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
+    # With the weights as constants, a call passes only its inputs, not every variable besides.
     @export.compiled
     def step(reading, seconds, last_reading, *states):
-        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-        # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
-        x = encoder([last[:, None], seconds[:, None]])
-        tops, new = [], []
-        for k, (member, top) in enumerate(members):
-            y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
-            tops.append(top([y[:, None], x]))
-            new += member_new
-        out = physical(tops, last[:, None])
+        with keras.StatelessScope(state_mapping=[(v, tf.constant(value)) for v, value in weights]):
+            last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+            # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
+            x = encoder([last[:, None], seconds[:, None]])
+            tops, new = [], []
+            for k, (member, top) in enumerate(members):
+                y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
+                tops.append(top([y[:, None], x]))
+                new += member_new
+            out = physical(tops, last[:, None])
         return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
 
     f = tf.float32
