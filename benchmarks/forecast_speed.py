@@ -97,7 +97,8 @@ def main():
     threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
     print(
         f"{path}: {meta['recipe']['model.cell']} {meta['recipe']['model.units']} units x "
-        f"{meta['recipe']['model.depth']}, {meta['recipe'].get('model.ensemble', 1)} member(s), batch 1, {threads} threads; {os.cpu_count()} cores, load average "
+        f"{meta['recipe']['model.depth']}, {meta['recipe'].get('model.ensemble', 1)} member(s), batch 1, "
+        f"{threads} threads; {os.cpu_count()} cores, load average "
         f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print(evaluation.table(rows, list(rows[0])))
