@@ -321,28 +321,19 @@ def carry_forward(readings, last):
     return tf.transpose(filled, [1, 0, 2]), tf.cond(tf.shape(readings)[1] > 0, lambda: final[-1], lambda: last)
 
 
-def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, shift=None):
+def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0):
     """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
     `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several
-    series laid end to end: no window crosses from one into the next); batched, cached, prefetched.
-    shift: (feature indices, amplitude): one offset drawn uniformly in ±amplitude per window (the same
-    every epoch) is added to those features, so that a model cannot lean on their level."""
+    series laid end to end: no window crosses from one into the next); batched, cached, prefetched."""
     starts = np.concatenate([np.arange(start, stop - length + 1, stride) for start, stop in spans])
     if not len(starts):
         return None
     x = tf.constant(readings, "float32")
     t = tf.constant(seconds, "float64")
     y = {k: tf.constant(v, "float32") for k, v in targets.items()}
-
-    def window(s):
-        readings = x[s : s + length]
-        if shift and shift[0]:
-            offset = tf.random.stateless_uniform([], [seed, tf.cast(s, "int32")], -shift[1], shift[1])
-            mask = np.isin(np.arange(readings.shape[-1]), shift[0]).astype("float32")
-            readings = readings + offset * mask
-        return (readings, t[s : s + length]), {k: v[s : s + length] for k, v in y.items()}
-
-    ds = tf.data.Dataset.from_tensor_slices(starts).map(window)
+    ds = tf.data.Dataset.from_tensor_slices(starts).map(
+        lambda s: ((x[s : s + length], t[s : s + length]), {k: v[s : s + length] for k, v in y.items()})
+    )
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)

@@ -29,8 +29,6 @@ HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's
 def check(recipe):
     if recipe["model"]["bidirectional"]:
         raise UserError("model.bidirectional = true: a streaming forecast cannot read the future; set it to false")
-    if unknown := [c for c in recipe["train"]["level_shift"] if c not in recipe["data"]["features"]]:
-        raise UserError(f"train.level_shift: {unknown[0]!r} is not among data.features")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -460,11 +458,6 @@ def run(recipe, output_root, log=print):
                 (offset, offset + len(part["readings"]) - horizon),
             )
         )
-    # The same offset for every column of train.level_shift (they share a unit: temperatures), one
-    # training-period standard deviation of the first at most.
-    shift_amplitude = (
-        float(np.nanstd(data["readings"][:a, features.index(t["level_shift"][0])])) if t["level_shift"] else 0.0
-    )
     batches = {
         "train": series.windows(
             np.concatenate([p[0] for p in pooled]),
@@ -476,7 +469,6 @@ def run(recipe, output_root, log=print):
             t["batch_size"],
             shuffle=True,
             seed=t["seed"],
-            shift=([features.index(c) for c in t["level_shift"]], shift_amplitude),
         ),
         "validation": series.windows(
             data["readings"],
