@@ -426,11 +426,13 @@ def _keras_loop_twin(monkeypatch, **kwargs):
 
 
 def _random_mask(rng, batch, time):
-    """Kept prefixes of random lengths (one row all padding), and one row with holes."""
-    lengths = rng.integers(1, time + 1, size=batch)
+    """Kept prefixes of random lengths (one row all padding), and one row with holes; the last
+    step is padding in every row, as in a batch padded to a length bucket's edge."""
+    lengths = rng.integers(1, time, size=batch)
     lengths[0] = 0
     mask = np.arange(time)[None, :] < lengths[:, None]
     mask[-1] = rng.random(time) < 0.6
+    mask[:, -1] = False
     return mask
 
 

@@ -29,6 +29,15 @@ def _loop(step, xs, keep, states, return_sequences):
     xs_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
     keep_ta = None if keep is None else tf.TensorArray(tf.bool, size=steps, element_shape=keep.shape[1:]).unstack(keep)
     out_ta = tf.TensorArray(xs.dtype, size=steps if return_sequences else 0, element_shape=states[0].shape)
+    first, stop = tf.constant(0), steps
+    if keep is not None:
+        # Steps that no row keeps change no state: the loop runs from the first kept step to the last
+        # only. A served batch is padded to a length bucket's edge, up to a third more steps than it has.
+        kept = tf.reduce_any(keep, axis=list(range(1, keep.shape.rank)))
+        first = tf.cast(tf.argmax(kept), tf.int32)
+        stop = steps - tf.cast(tf.argmax(tf.reverse(kept, [0])), tf.int32)
+        if return_sequences:  # the steps the loop skips: zeros where no row kept a step yet
+            out_ta = out_ta.unstack(tf.zeros(tf.concat([[steps], tf.shape(states[0])], 0), xs.dtype))
 
     def body(t, out_ta, states):
         new = step(xs_ta.read(t), states)
@@ -40,9 +49,14 @@ def _loop(step, xs, keep, states, return_sequences):
         return t + 1, out_ta, new
 
     _, out_ta, states = tf.while_loop(
-        lambda t, *_: t < steps, body, (tf.constant(0), out_ta, list(states)), maximum_iterations=steps
+        lambda t, *_: t < stop, body, (first, out_ta, list(states)), maximum_iterations=steps
     )
-    return (out_ta.stack() if return_sequences else None), list(states)
+    if not return_sequences:
+        return None, list(states)
+    outputs = out_ta.stack()
+    if keep is not None:  # after the last kept step a masked step repeats the last output: the final state
+        outputs = tf.where(tf.reshape(tf.range(steps) >= stop, [-1, 1, 1]), states[0], outputs)
+    return outputs, list(states)
 
 
 # Rows of a batch are independent: a batch cut into row groups runs one loop per group, and
