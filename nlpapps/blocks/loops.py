@@ -63,7 +63,10 @@ def _loop(step, xs, keep, states, return_sequences):
 # TensorFlow's executor runs those loops (and their gradients) side by side, as it runs the two
 # directions of a bidirectional layer. A step's matmul on a few dozen rows is far too small to
 # spread over several cores itself, so this is what keeps more than one core busy.
-MIN_GROUP_ROWS = 8  # fewer rows than this per loop cost more in per-op overhead than they gain
+# Where the batch size is fixed while tracing (compiled serving's chunks of up to 32 rows), XLA runs
+# the loops one after the other: groups of fewer rows than this only add work there.
+MIN_GROUP_ROWS = 32
+SHARE_ROWS = True  # False: one loop over the whole batch, as before rows were shared (for comparisons)
 
 
 def cores():
@@ -72,9 +75,11 @@ def cores():
 
 
 def _row_groups(wanted, rows):
-    """Row groups for a batch of `rows` (None: not known while tracing, as in training on batches of
-    varying size, where the largest batches decide): `wanted` (None: one per core), fewer where
-    groups would get under MIN_GROUP_ROWS rows."""
+    """Row groups for a batch of `rows`: `wanted` (None: one per core); where `rows` is known while
+    tracing, no more than leave MIN_GROUP_ROWS rows to each group. Training's batches (of varying
+    size, so not known) are always shared."""
+    if not SHARE_ROWS:
+        return 1
     groups = cores() if wanted is None else wanted
     return max(1, min(groups, groups if rows is None else rows // MIN_GROUP_ROWS))
 
