@@ -9,6 +9,8 @@ matmul before the loop, and the loop body holds only the recurrent matmul, the g
 mask select. Gradients come from TensorFlow's while_loop. Under ``keras.layers.Bidirectional``
 the two directions are two independent loops, which TensorFlow's executor runs side by side (one
 loop over both directions, with a batched recurrent matmul, used as much CPU time and took longer).
+A batch's rows are shared the same way among one loop per core (``row_groups``), and a loop runs only
+over the steps some row keeps.
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input
 dropout, other activations, GRU with ``reset_after=False``, unrolling, stateful layers), the
@@ -62,7 +64,9 @@ def _loop(step, xs, keep, states, return_sequences):
 # Rows of a batch are independent: a batch cut into row groups runs one loop per group, and
 # TensorFlow's executor runs those loops (and their gradients) side by side, as it runs the two
 # directions of a bidirectional layer. A step's matmul on a few dozen rows is far too small to
-# spread over several cores itself, so this is what keeps more than one core busy.
+# spread over several cores itself, so this is what keeps more than one core busy; it costs CPU time
+# (each loop pays the per-step op overhead), so it pays only where a core is free.
+#
 # Where the batch size is fixed while tracing (compiled serving's chunks of up to 32 rows), XLA runs
 # the loops one after the other: groups of fewer rows than this only add work there.
 MIN_GROUP_ROWS = 32
