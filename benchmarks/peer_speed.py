@@ -2,7 +2,8 @@
 architecture, started from the same weights), fed the same token ids in the same length-bucketed batches.
 
     python benchmarks/peer_speed.py [--apps sentiment,classify,forecast,translate] [--cells gru,lstm]
-        [--directions bi,uni] [--epochs 2] [--steps 0] [--rounds 3] [--threads N] [--one-loop] [--models DIR] [--quick]
+        [--directions bi,uni] [--epochs 2] [--steps 0] [--rounds 3] [--threads N] [--share-rows]
+        [--models DIR] [--quick]
 
 Needs PyTorch (`pip install -e ".[bench]"`). For each of sentiment and classify:
 - training: for every cell and direction asked for, the app's model (its recipe; the cell and direction
@@ -571,9 +572,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="threads for both (0: TensorFlow's default)")
     parser.add_argument(
-        "--one-loop",
+        "--share-rows",
         action="store_true",
-        help="each recurrent layer runs one loop over the whole batch (no row groups)",
+        help="recurrent layers share a batch's rows among one loop per core",
     )
     parser.add_argument(
         "--models", help="where exports are taken from (the newest) or written to (default: a temporary folder)"
@@ -586,7 +587,7 @@ def main():
         args.apps, args.cells, args.directions = args.apps or "sentiment", "gru", "bi"
         args.epochs, args.steps, args.rounds = 2, args.steps or 3, min(args.rounds, 2)
     threads = args.threads or os.cpu_count()
-    loops.SHARE_ROWS = not args.one_loop
+    loops.SHARE_ROWS = args.share_rows
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -603,7 +604,7 @@ def main():
         f"(intra-op {tf.config.threading.get_intra_op_parallelism_threads() or f'default: {os.cpu_count()}'}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or f'default: {os.cpu_count()}'}); "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-        f"{'one loop per recurrent layer' if args.one_loop else 'rows shared among loops'}",
+        f"{'rows shared among loops' if args.share_rows else 'one loop per recurrent layer'}",
         flush=True,
     )
 

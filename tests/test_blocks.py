@@ -503,6 +503,7 @@ def test_lean_loop_row_groups_equal_one_loop(monkeypatch):
     outputs, states and gradients, for batches whose size is only known when they arrive."""
     rng = np.random.default_rng(18)
     monkeypatch.setattr(stack_module.loops, "MIN_GROUP_ROWS", 1)
+    monkeypatch.setattr(stack_module.loops, "SHARE_ROWS", True)
     stacks = {}
     for groups in (1, 3):
         stacks[groups] = recurrent_stack(cell="lstm", units=5, depth=2, return_sequences=True, return_state=True)

@@ -9,8 +9,8 @@ matmul before the loop, and the loop body holds only the recurrent matmul, the g
 mask select. Gradients come from TensorFlow's while_loop. Under ``keras.layers.Bidirectional``
 the two directions are two independent loops, which TensorFlow's executor runs side by side (one
 loop over both directions, with a batched recurrent matmul, used as much CPU time and took longer).
-A batch's rows are shared the same way among one loop per core (``row_groups``), and a loop runs only
-over the steps some row keeps.
+A batch's rows can be shared the same way among one loop per core (``SHARE_ROWS``, ``row_groups``),
+and a loop runs only over the steps some row keeps.
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input
 dropout, other activations, GRU with ``reset_after=False``, unrolling, stateful layers), the
@@ -70,7 +70,9 @@ def _loop(step, xs, keep, states, return_sequences):
 # Where the batch size is fixed while tracing (compiled serving's chunks of up to 32 rows), XLA runs
 # the loops one after the other: groups of fewer rows than this only add work there.
 MIN_GROUP_ROWS = 32
-SHARE_ROWS = True  # False: one loop over the whole batch, as before rows were shared (for comparisons)
+# Off by default: on a shared 2-core machine (load 3-9) sharing rows cost 10-30 % more CPU time and
+# was not faster (benchmarks/peer_speed.py --share-rows turns it on); turn it on where cores are free.
+SHARE_ROWS = False
 
 
 def cores():
