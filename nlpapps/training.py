@@ -336,6 +336,16 @@ def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="m
     return history
 
 
+def evaluate(model, data):
+    """The model's compiled metrics on `data` (batches), computed as validation computes them: its
+    test_step on every device and worker, summed. Keras' `evaluate` fails under
+    MultiWorkerMirroredStrategy as `fit` does; this works under every strategy."""
+    strategy = model.distribute_strategy
+    model.reset_metrics()
+    _each_batch(strategy, data, _compiled(strategy, model.test_step), lambda i: None, lambda i: None)
+    return _results(model)
+
+
 def _steps(model, strategy, validation):
     """The compiled training and validation steps. Each device runs the model's own train_step /
     test_step on its share of the batch: the task's compiled losses, loss weights, metrics and sample

@@ -94,6 +94,36 @@ def shipped_rows(limit=None):
     return rows[:limit] if limit else rows
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on two pytest-xdist workers (--dist loadgroup), and a session or module fixture
+    is made once per worker that needs it. So the tests that share one of ours (a trained model, its
+    export, a written file), directly or through another test that shares it, form one group, which
+    one worker runs: nothing is trained twice. The rest spread freely."""
+    shared = {}  # test -> the suite's session and module fixtures it uses, as "where::name"
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        shared[item] = sorted(
+            f"{d[-1].baseid}::{name}"
+            for name, d in (defs.name2fixturedefs.items() if defs else ())
+            if d and d[-1].scope != "function" and d[-1].baseid  # baseid "": pytest's own (tmp_path_factory)
+        )
+    group = {}  # fixture -> its group's set of fixtures
+    for keys in shared.values():
+        merged = set(keys).union(*(group.get(k, ()) for k in keys))
+        for k in merged:
+            group[k] = merged
+    for item, keys in shared.items():
+        if keys:  # named by one of its fixtures, a conftest one first: the same name in every worker
+            name = min(group[keys[0]], key=lambda k: (".py" in k, k)).split("/")[-1].replace("::", ".")
+            item.add_marker(pytest.mark.xdist_group(name))
+            if getattr(config.option, "loadgroup", False) and hasattr(type(getattr(item, "_id", None)), "parse"):
+                # pytest-xdist 3.8 tells its scheduler a test's group by renaming the test "<id>@<group>"
+                # in an attribute that pytest 9.2 no longer reads (_nodeid): the same rename, where
+                # pytest 9.2 keeps the id. Without it every test would be scheduled on its own.
+                item._id = type(item._id).parse(f"{item.nodeid}@{name}")
+
+
 @pytest.fixture(scope="session")
 def models_root(tmp_path_factory):
     return tmp_path_factory.mktemp("saved_models")

@@ -136,3 +136,32 @@ def _overrides():
         value = next(it)
         out.append(value if flag == "--set" else f"{flags[flag]}={value}")
     return out
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")  # Keras finds a dataset's end by running out
+def test_evaluate_gives_what_keras_evaluate_gives():
+    """training.evaluate (the fit loop's own test step, which works under every strategy) reports the
+    compiled loss and metrics as Keras' evaluate does, on batches of varying length."""
+    import keras
+    import tensorflow as tf
+
+    from nlpapps import training
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.layers.Embedding(50, 4, mask_zero=True), keras.layers.GRU(3), keras.layers.Dense(2)]
+    )
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["sparse_categorical_accuracy"]
+    )
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(1, 50, (n, length)), rng.integers(0, 2, n)) for n, length in ((8, 5), (8, 9), (3, 2))]
+    data = tf.data.Dataset.from_generator(
+        lambda: iter(batches),
+        output_signature=(tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64)),
+    )
+    expected = model.evaluate(data, verbose=0, return_dict=True)
+    got = training.evaluate(model, data)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
