@@ -94,7 +94,8 @@ def encoder(vocab_size, m):
     """Token ids → embedding → shared recurrent block → one vector per text."""
     ids = keras.Input((None,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(vocab_size, m["embedding_dim"], mask_zero=True, name="embedding")(ids)
-    # Dropping whole word vectors keeps a small corpus from being memorised word by word.
+    # Whole embedding channels are dropped, the same ones at every step of a text: a dropped feature
+    # cannot be read from the neighbouring words instead, as it could with plain dropout.
     x = keras.layers.SpatialDropout1D(m["embedding_dropout"], name="embedding_dropout")(x)
     x = recurrent_stack(
         cell=m["cell"],
