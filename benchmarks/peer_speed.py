@@ -2,7 +2,7 @@
 architecture, started from the same weights), fed the same token ids in the same length-bucketed batches.
 
     python benchmarks/peer_speed.py [--apps sentiment,classify,forecast,translate] [--cells gru,lstm]
-        [--directions bi,uni] [--epochs 2] [--steps 0] [--rounds 3] [--threads N] [--share-rows]
+        [--directions bi,uni] [--epochs 2] [--steps 0] [--rounds 3] [--threads N]
         [--models DIR] [--quick]
 
 Needs PyTorch (`pip install -e ".[bench]"`). For each of sentiment and classify:
@@ -51,7 +51,6 @@ import tensorflow as tf  # noqa: E402
 import translate_speed  # noqa: E402
 
 from nlpapps import evaluation, export, recipes, tasks, training  # noqa: E402
-from nlpapps.blocks import loops  # noqa: E402
 from nlpapps.data import series, text  # noqa: E402
 from nlpapps.errors import UserError  # noqa: E402
 from nlpapps.tasks import classify, many_to_one, sentiment  # noqa: E402
@@ -572,11 +571,6 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="threads for both (0: TensorFlow's default)")
     parser.add_argument(
-        "--share-rows",
-        action="store_true",
-        help="recurrent layers share a batch's rows among one loop per core",
-    )
-    parser.add_argument(
         "--models", help="where exports are taken from (the newest) or written to (default: a temporary folder)"
     )
     parser.add_argument("--skip-training", action="store_true")
@@ -587,7 +581,6 @@ def main():
         args.apps, args.cells, args.directions = args.apps or "sentiment", "gru", "bi"
         args.epochs, args.steps, args.rounds = 2, args.steps or 3, min(args.rounds, 2)
     threads = args.threads or os.cpu_count()
-    loops.SHARE_ROWS = args.share_rows
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -603,8 +596,7 @@ def main():
         f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), TensorFlow {tf.__version__} "
         f"(intra-op {tf.config.threading.get_intra_op_parallelism_threads() or f'default: {os.cpu_count()}'}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or f'default: {os.cpu_count()}'}); "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-        f"{'rows shared among loops' if args.share_rows else 'one loop per recurrent layer'}",
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
 

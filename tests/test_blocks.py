@@ -496,34 +496,3 @@ def test_lean_loop_equals_keras_for_go_backwards_and_zero_output(monkeypatch):
             ours.set_weights(ref.get_weights())
             for got, expected in zip(ours(x, mask=mask), ref(x, mask=mask)):
                 np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-def test_lean_loop_row_groups_equal_one_loop(monkeypatch):
-    """A batch shared among several loops (row groups, uneven and some empty) gives the one loop's
-    outputs, states and gradients, for batches whose size is only known when they arrive."""
-    rng = np.random.default_rng(18)
-    monkeypatch.setattr(stack_module.loops, "MIN_GROUP_ROWS", 1)
-    monkeypatch.setattr(stack_module.loops, "SHARE_ROWS", True)
-    stacks = {}
-    for groups in (1, 3):
-        stacks[groups] = recurrent_stack(cell="lstm", units=5, depth=2, return_sequences=True, return_state=True)
-        for layer in stacks[groups].rnn_layers:
-            layer.row_groups = groups
-        stacks[groups](_rand(rng, 2, 7, 3))
-    stacks[3].set_weights(stacks[1].get_weights())
-    for rows in (5, 2):
-        x, mask = tf.constant(_rand(rng, rows, 7, 3)), tf.constant(_random_mask(rng, rows, 7))
-        results = []
-        for stack in stacks.values():
-
-            @tf.function(input_signature=[tf.TensorSpec([None, 7, 3]), tf.TensorSpec([None, 7], tf.bool)])
-            def forward_and_gradients(x, mask, stack=stack):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    out = tf.nest.flatten(stack(x, mask=mask, training=True))
-                    loss = sum(tf.reduce_sum(o * float(k + 1)) for k, o in enumerate(out))
-                return out + tape.gradient(loss, [x] + stack.trainable_weights)
-
-            results.append(forward_and_gradients(x, mask))
-        for got, expected in zip(*results):
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

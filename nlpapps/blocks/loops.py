@@ -9,15 +9,12 @@ matmul before the loop, and the loop body holds only the recurrent matmul, the g
 mask select. Gradients come from TensorFlow's while_loop. Under ``keras.layers.Bidirectional``
 the two directions are two independent loops, which TensorFlow's executor runs side by side (one
 loop over both directions, with a batched recurrent matmul, used as much CPU time and took longer).
-A batch's rows can be shared the same way among one loop per core (``SHARE_ROWS``, ``row_groups``),
-and a loop runs only over the steps some row keeps.
+A loop runs only over the steps some row keeps.
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input
 dropout, other activations, GRU with ``reset_after=False``, unrolling, stateful layers), the
 layers defer to Keras' own loop, which uses cuDNN on a GPU.
 """
-
-import os
 
 import keras
 import tensorflow as tf
@@ -61,49 +58,6 @@ def _loop(step, xs, keep, states, return_sequences):
     return outputs, list(states)
 
 
-# Rows of a batch are independent: a batch cut into row groups runs one loop per group, and
-# TensorFlow's executor runs those loops (and their gradients) side by side, as it runs the two
-# directions of a bidirectional layer. A step's matmul on a few dozen rows is far too small to
-# spread over several cores itself, so this is what keeps more than one core busy; it costs CPU time
-# (each loop pays the per-step op overhead), so it pays only where a core is free.
-#
-# Where the batch size is fixed while tracing (compiled serving's chunks of up to 32 rows), XLA runs
-# the loops one after the other: groups of fewer rows than this only add work there.
-MIN_GROUP_ROWS = 32
-# Off by default: on a shared 2-core machine (load 3-9) sharing rows cost 10-30 % more CPU time and
-# was not faster (benchmarks/peer_speed.py --share-rows turns it on); turn it on where cores are free.
-SHARE_ROWS = False
-
-
-def cores():
-    """The threads TensorFlow's executor runs independent ops on."""
-    return tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 1
-
-
-def _row_groups(wanted, rows):
-    """Row groups for a batch of `rows`: `wanted` (None: one per core); where `rows` is known while
-    tracing, no more than leave MIN_GROUP_ROWS rows to each group. Training's batches (of varying
-    size, so not known) are always shared."""
-    if not SHARE_ROWS:
-        return 1
-    groups = cores() if wanted is None else wanted
-    return max(1, min(groups, groups if rows is None else rows // MIN_GROUP_ROWS))
-
-
-def _grouped_loop(step, xs, keep, states, return_sequences, groups):
-    """`_loop` on `groups` row groups of the batch (axis 1 of xs and keep, 0 of states), joined."""
-    if groups == 1:
-        return _loop(step, xs, keep, states, return_sequences)
-    rows = tf.shape(xs)[1]
-    sizes = rows // groups + tf.cast(tf.range(groups) < rows % groups, tf.int32)  # sizes differ by one at most
-    xs_parts = tf.split(xs, sizes, num=groups, axis=1)
-    keep_parts = [None] * groups if keep is None else tf.split(keep, sizes, num=groups, axis=1)
-    states_parts = zip(*[tf.split(s, sizes, num=groups, axis=0) for s in states])
-    parts = [_loop(step, *part, return_sequences) for part in zip(xs_parts, keep_parts, states_parts)]
-    outputs = tf.concat([out for out, _ in parts], axis=1) if return_sequences else None
-    return outputs, [tf.concat(s, axis=0) for s in zip(*[final for _, final in parts])]
-
-
 def _time_major_keep(mask):
     return None if mask is None else tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool)), -1)
 
@@ -119,13 +73,8 @@ def run_loop(layer, sequences, initial_state, mask):
     if layer.go_backwards:
         xs, keep = tf.reverse(xs, [0]), (None if keep is None else tf.reverse(keep, [0]))
     states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-    outputs, states = _grouped_loop(
-        lambda x_t, s: layer.lean_step(x_t, s, recurrent, *extras),
-        xs,
-        keep,
-        states,
-        layer.return_sequences,
-        _row_groups(layer.row_groups, xs.shape[1]),
+    outputs, states = _loop(
+        lambda x_t, s: layer.lean_step(x_t, s, recurrent, *extras), xs, keep, states, layer.return_sequences
     )
     if layer.return_sequences:
         if keep is not None:  # vectorised after the loop: zero where Keras' loop would give zeros
@@ -159,11 +108,7 @@ def _lean_loop_fits(layer):
 
 class LeanLayer:
     """What a lean layer gives the loop: ``lean_weights(dtype)`` -> (input kernel, input bias,
-    recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``.
-    ``row_groups``: how many loops a batch's rows are shared among (None: one per core; the stack
-    gives each direction of a bidirectional layer half, since the two directions already run side by side)."""
-
-    row_groups = None
+    recurrent kernel, extra step weights) and ``lean_step(x_t, states, recurrent, *extras)``."""
 
     def lean_loop_fits(self):
         return _lean_loop_fits(self)

@@ -10,7 +10,6 @@ from keras import ops
 
 from nlpapps.blocks import loops
 from nlpapps.blocks.cells import PeepholeLSTMCell
-from nlpapps.blocks.loops import cores
 
 CELLS = ("rnn", "lstm", "gru", "peephole")
 POOLINGS = ("last", "max", "mean")
@@ -125,8 +124,6 @@ class RecurrentStack(keras.layers.Layer):
             )
             if self.bidirectional:
                 layer = keras.layers.Bidirectional(layer, merge_mode="concat")
-                for direction in (layer.forward_layer, layer.backward_layer):  # the two already run side by side
-                    direction.row_groups = max(1, cores() // 2)
             self.rnn_layers.append(layer)
         # Dropout has no weights worth sharing; one layer serves every position.
         self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
