@@ -426,14 +426,32 @@ def _keras_loop_twin(monkeypatch, **kwargs):
 
 
 def _random_mask(rng, batch, time):
-    """Kept prefixes of random lengths (one row all padding), and one row with holes; the last
-    step is padding in every row, as in a batch padded to a length bucket's edge."""
+    """Kept prefixes of random lengths (one row all padding), and one row with holes; step 4 is
+    masked in every row (a hole no row keeps); the last step is padding in every row, as in a batch
+    padded to a length bucket's edge."""
     lengths = rng.integers(1, time, size=batch)
     lengths[0] = 0
+    lengths[1] = time - 1
     mask = np.arange(time)[None, :] < lengths[:, None]
     mask[-1] = rng.random(time) < 0.6
-    mask[:, -1] = False
+    mask[:, [4, -1]] = False
     return mask
+
+
+def _forward_and_gradients(layer, x, mask, **kwargs):
+    """Every output of a layer called as training calls it, and the gradients of their weighted sum
+    with respect to the input and every weight (compiled, as training runs it)."""
+
+    @tf.function
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = tf.nest.flatten(layer(x, mask=mask, training=True, **kwargs))
+            # Different weights per output so each one's gradient counts.
+            loss = sum(tf.reduce_sum(o * float(k + 1)) for k, o in enumerate(out))
+        return out + tape.gradient(loss, [x] + layer.trainable_weights)
+
+    return run(tf.constant(x))
 
 
 LEAN_CASES = [  # the last layer without sequences (seeded), and both directions with every output
@@ -446,7 +464,9 @@ LEAN_CASES = [  # the last layer without sequences (seeded), and both directions
 @pytest.mark.parametrize("cell", CELLS)
 def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
     """Outputs, final states and gradients (inputs and every weight) of the stack's lean loop
-    equal Keras' own layers' on random masked batches, compiled as training runs them."""
+    equal Keras' own layers' on random masked batches, compiled as training runs them: in pieces
+    of 4 steps, so a sequence of 9 is three pieces, the last padded, one starting with a hole."""
+    monkeypatch.setattr(stack_module.loops, "PIECE", 4)
     rng = np.random.default_rng(16)
     case = dict(case)
     seeded = case.pop("seeded", False)
@@ -463,28 +483,17 @@ def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
     ours.set_weights(ref.get_weights())
     n_states = ours.states_per_layer * (2 if case.get("all_states") else 1)
     initial = [tf.constant(_rand(rng, 4, 5)) for _ in range(n_states)] if seeded else None
-    x = tf.constant(x)
-
-    def run(stack):
-        @tf.function
-        def forward_and_gradients(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                out = tf.nest.flatten(stack(x, mask=tf.constant(mask), initial_state=initial, training=True))
-                # Different weights per output so each one's gradient counts.
-                loss = sum(tf.reduce_sum(o * float(k + 1)) for k, o in enumerate(out))
-            return out, tape.gradient(loss, [x] + stack.trainable_weights)
-
-        return forward_and_gradients(x)
-
-    (out, grads), (ref_out, ref_grads) = run(ours), run(ref)
-    assert len(out) == len(ref_out) and len(grads) == len(ref_grads)
-    for got, expected in zip(out + grads, ref_out + ref_grads):
+    ours_all = _forward_and_gradients(ours, x, tf.constant(mask), initial_state=initial)
+    ref_all = _forward_and_gradients(ref, x, tf.constant(mask), initial_state=initial)
+    assert len(ours_all) == len(ref_all)
+    for got, expected in zip(ours_all, ref_all):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)  # float32 rounding of sums up to ~50
 
 
 def test_lean_loop_equals_keras_for_go_backwards_and_zero_output(monkeypatch):
-    """The layers on their own, with the settings ``Bidirectional`` and users may give them."""
+    """The layers on their own, with the settings ``Bidirectional`` and users may give them, with
+    and without a mask: outputs, and in training their gradients too (pieces of 4 steps)."""
+    monkeypatch.setattr(stack_module.loops, "PIECE", 4)
     rng = np.random.default_rng(17)
     x, mask = _rand(rng, 4, 6, 3), _random_mask(rng, 4, 6)
     for name in ("SimpleRNN", "LSTM", "GRU"):
@@ -496,3 +505,7 @@ def test_lean_loop_equals_keras_for_go_backwards_and_zero_output(monkeypatch):
             ours.set_weights(ref.get_weights())
             for got, expected in zip(ours(x, mask=mask), ref(x, mask=mask)):
                 np.testing.assert_allclose(got, expected, atol=1e-5)
+            for m in (tf.constant(mask), None):
+                trained = zip(_forward_and_gradients(ours, x, m), _forward_and_gradients(ref, x, m))
+                for got, expected in trained:
+                    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -165,3 +165,33 @@ def test_evaluate_gives_what_keras_evaluate_gives():
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_fused_adam_steps_as_keras_adam():
+    """training.Adam (TensorFlow's fused kernel) moves every weight as Keras' Adam does, over steps
+    with an embedding's sparse gradient, gradient clipping and a decaying learning rate, compiled.
+    (Each id once a batch: where an id repeats, Keras squares each occurrence's gradient apart for
+    the second moment, where Adam, the fused kernel and PyTorch square their sum.)"""
+    import keras
+    import tensorflow as tf
+
+    from nlpapps import training
+
+    rng = np.random.default_rng(5)
+    ids, y = tf.constant(rng.permutation(np.arange(1, 40))[:35].reshape(5, 7)), tf.constant(rng.integers(0, 3, 5))
+    moved = []
+    for optimizer in (keras.optimizers.Adam, training.Adam):
+        keras.utils.set_random_seed(4)
+        model = keras.Sequential(
+            [keras.layers.Embedding(40, 6, mask_zero=True), keras.layers.GRU(5), keras.layers.Dense(3)]
+        )
+        model.build((None, 7))
+        rate = keras.optimizers.schedules.CosineDecay(0.05, 10)
+        model.compile(optimizer(rate, clipnorm=1.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        start = [w.numpy() for w in model.trainable_weights]
+        for _ in range(6):
+            model.train_on_batch(ids, y)
+        moved.append([w.numpy() - s for w, s in zip(model.trainable_weights, start)])
+    for keras_adam, fused in zip(*moved):
+        assert np.abs(keras_adam).max() > 1e-3  # every weight moved
+        np.testing.assert_allclose(fused, keras_adam, rtol=1e-4, atol=1e-6)

@@ -6,9 +6,14 @@ many small bookkeeping ops whose per-op cost dominates a small model. The layers
 Keras' weights, equations, masking rules and config (so saved models and stepping a cell by
 hand work unchanged) and replace only that loop: the input projection of every step is ONE
 matmul before the loop, and the loop body holds only the recurrent matmul, the gates and the
-mask select. Gradients come from TensorFlow's while_loop. Under ``keras.layers.Bidirectional``
-the two directions are two independent loops, which TensorFlow's executor runs side by side (one
-loop over both directions, with a batched recurrent matmul, used as much CPU time and took longer).
+mask select. Under ``keras.layers.Bidirectional`` the two directions are two independent loops,
+which TensorFlow's executor runs side by side (one loop over both directions, with a batched
+recurrent matmul, used as much CPU time and took longer).
+
+Training runs the loop in pieces of ``PIECE`` steps compiled by XLA, forward and backward, with
+a hand-written gradient: the executor's cost per op (tens of microseconds for each of a step's few
+dozen tiny ops on a busy CPU) and the automatic gradient's bookkeeping of every intermediate go
+away, and a fixed piece length compiles once per batch size, not once per sequence length.
 A loop runs only over the steps some row keeps.
 
 Where a GPU is present, or a setting the lean loop does not cover is used (recurrent or input

@@ -27,7 +27,7 @@ def build(vocab_size, n_classes, m, learning_rate):
     model = keras.Model(ids, {"probabilities": probabilities}, name="classify")
     # On [1 - p, p] this loss is the binary cross-entropy of p.
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=training.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=False,

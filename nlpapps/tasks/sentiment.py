@@ -53,7 +53,7 @@ def build(vocab_size, classes, scored, m, t):
     model = keras.Model(ids, outputs, name="sentiment")
     weights = {"polarity": 1.0, "score": t["score_weight"]} if scored else None
     model.compile(
-        optimizer=keras.optimizers.Adam(t["learning_rate"]),
+        optimizer=training.Adam(t["learning_rate"]),
         loss=losses,
         loss_weights=weights,
         metrics=metrics,

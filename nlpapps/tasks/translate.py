@@ -199,7 +199,7 @@ class Translator:
     def compile(self, learning_rate):
         # Keras masks the loss and the accuracy with the padding mask the logits carry.
         self.model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
+            optimizer=training.Adam(learning_rate, clipnorm=5.0),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")],
             jit_compile=False,
