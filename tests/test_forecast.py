@@ -132,6 +132,18 @@ def test_metadata_names_features_targets_units_and_interval(meta):
         assert 0 <= row["rate"] <= 1 and row["climatology_brier"] > 0
 
 
+def test_the_refit_trains_for_the_epoch_count_validation_chose(forecast_run, meta):
+    """The default refit: after the validated fit, the training and validation periods train a model
+    for the epochs that had the best validation loss; its forecasts are the test period's."""
+    epochs = int(np.argmin(meta["history"]["val_loss"])) + 1
+    assert meta["refit"]["epochs"] == epochs and len(meta["refit"]["history"]["loss"]) == epochs
+    assert (
+        f"refit: trained again from the same initial weights on training + validation, {epochs} epochs"
+        in (forecast_run[1])
+    )
+    assert "s the validated fit" in forecast_run[1] and "s the refit)" in forecast_run[1]
+
+
 # Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps.
 STEP_SCRIPT = (
     TF_ONLY

@@ -29,6 +29,10 @@ HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's
 def check(recipe):
     if recipe["model"]["bidirectional"]:
         raise UserError("model.bidirectional = true: a streaming forecast cannot read the future; set it to false")
+    if recipe["train"]["burn_in"] < 0:
+        raise UserError(f"train.burn_in = {recipe['train']['burn_in']}: must be 0 or more steps")
+    if recipe["train"]["carry_state"] and recipe["train"]["burn_in"]:
+        raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
     if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
         raise UserError(
             f"train.carry_state = true keeps each stream's state in one device's variables between batches, "
@@ -316,7 +320,7 @@ def training_batches(recipe, data, parts, scale, stop):
     targets = {k: np.concatenate([piece[2][k] for piece in pieces]) for k in pieces[0][2]}
     window = min(t["window"], data["bounds"][0] - horizon)
     windows = series.windows(
-        readings, seconds, targets, spans, window, t["stride"], t["batch_size"], shuffle=True, seed=t["seed"]
+        readings, seconds, targets, spans, window, t["stride"], t["batch_size"], True, t["seed"], t["burn_in"]
     )
     steps = int(windows.cardinality())
     if not t["carry_state"]:
@@ -573,27 +577,29 @@ def run(recipe, output_root, log=print):
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     window = min(t["window"], a - horizon)
+    burn_in = min(t["burn_in"], a)  # the validation windows warm up on the steps before them
     validation = series.windows(
         data["readings"],
         data["seconds"],
         member_targets(data, features, scale, m["ensemble"]),
-        [(a, b - horizon)],
+        [(a - burn_in, b - horizon)],
         min(window, b - a - horizon),
         max(1, window // 2),
         t["batch_size"],
+        burn_in=burn_in,
     )
     if t["carry_state"]:  # validation windows stand alone: each one fresh
         validation = validation.map(lambda x, y: ((*x, tf.ones(tf.shape(x[1])[:1])), y))
+    parts = other_stations(recipe, data, log)
     log(
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps "
         + (f"carried through {t['batch_size']} streams" if t["carry_state"] else f"every {t['stride']}")
+        + (f" after {t['burn_in']} steps of burn-in" if t["burn_in"] else "")
         + f", horizon {horizon}"
     )
     workdir = training.run_dir(output_root, recipe)
-    model, history, seconds = fit(
-        recipe, data, encoder, scale, a, other_stations(recipe, data, log), validation, workdir
-    )
+    model, history, seconds = fit(recipe, data, encoder, scale, a, parts, validation, workdir)
     predicted = forecasts(model, data, features, scale)
     encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
     season, season_name = season_of(data["interval"], n)
