@@ -230,6 +230,24 @@ def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_fore
     )
 
 
+def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_sequence_forecast(
+    weather_slice, tmp_path
+):
+    small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
+    result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
+    path = tmp_path / "forecast" / "1"
+    assert json.loads((path / "metadata.json").read_text())["refit"] == {}
+    rows = weather_rows("EWR")[5000:5020]
+    readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
+    import pandas as pd
+
+    seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
+    out = last_json_line(STEP_SCRIPT, path, json.dumps([readings]), json.dumps([seconds]), timeout=180)
+    np.testing.assert_allclose(np.array(out["stepped"]), np.array(out["whole"]), atol=1e-5, rtol=1e-5)
+
+
 def test_nan_reading_is_carried_forward(loaded):
     import tensorflow as tf
 

@@ -110,7 +110,21 @@ def test_the_refit_trains_on_the_validation_period_and_the_first_fit_does_not(sh
 
 
 def test_carrying_state_refuses_a_strategy_that_splits_the_batch(tmp_path):
-    result = invoke(["run", "forecast", "--strategy", "mirrored", "--epochs", "1", "--output", str(tmp_path)])
+    args = ["run", "forecast", "--strategy", "mirrored", "--set", "train.carry_state=true", "--output", str(tmp_path)]
+    result = invoke(args)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "train.carry_state = true" in result.stderr
     assert "train.strategy = mirrored" in result.stderr
+
+
+def test_burn_in_windows_start_earlier_in_their_span_and_score_only_the_window():
+    from nlpapps.data import series
+
+    readings = np.arange(100, dtype="float32")[:, None]
+    ds = series.windows(readings, np.arange(100.0), {"q": readings}, [(0, 40), (40, 95)], 10, 5, 64, burn_in=6)
+    (x, _), y, weight = next(iter(ds))
+    x = x.numpy()[:, :, 0]
+    assert x.shape[1] == 16 and np.array_equal(x, y["q"].numpy()[:, :, 0])
+    assert weight.numpy()[0, :, 0].tolist() == [0.0] * 6 + [1.0] * 10
+    assert x[:, 0].tolist() == [0, 5, 10, 15, 20, 40, 45, 50, 55, 60, 65, 70, 75]  # burn-in from the span start on
+    assert all((w[-1] < 40) == (w[0] < 40) for w in x)  # none crosses from one span into the next

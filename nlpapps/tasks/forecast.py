@@ -614,8 +614,9 @@ def run(recipe, output_root, log=print):
         log(f"refit: trained again from the same initial weights on training + validation, {epochs} epochs")
         training.seed_everything(t["seed"])
         parts = other_stations(recipe, data, log, until=b)
+        # Its validation loss means nothing (the period is trained on): one batch, as the loop needs some.
         model, refit_history, refit_seconds = fit(
-            recipe, data, encoder, scale, b, parts, validation, workdir / "refit", epochs
+            recipe, data, encoder, scale, b, parts, validation.take(1), workdir / "refit", epochs
         )
         predicted = forecasts(model, data, features, scale)
         refit = {"epochs": epochs, "history": refit_history, "train_seconds": round(refit_seconds, 1)}
