@@ -31,9 +31,11 @@ def test_state_carried_across_windows_gives_the_loss_of_one_long_window(shipped)
     forecasts and the loss of one window over both; a row marked fresh starts again from zeros."""
     import keras
 
+    from nlpapps import recipes
     from nlpapps.tasks import forecast
 
-    recipe, data, encoder, scale = shipped
+    _, data, encoder, scale = shipped
+    recipe = recipes.load("forecast", [*SMALL, "train.carry_state=true"])
     keras.utils.set_random_seed(3)
     m, t = recipe["model"], recipe["train"]
     trainer, model = forecast.build(encoder, len(recipe["data"]["features"]), data["targets"], m, t, 1)
