@@ -138,7 +138,7 @@ def test_the_refit_trains_for_the_epoch_count_validation_chose(forecast_run, met
     epochs = int(np.argmin(meta["history"]["val_loss"])) + 1
     assert meta["refit"]["epochs"] == epochs and len(meta["refit"]["history"]["loss"]) == epochs
     assert (
-        f"refit: trained again from the same initial weights on training + validation, {epochs} epochs"
+        f"refit: trained again from the same initial weights on training + validation, epochs: {epochs}"
         in (forecast_run[1])
     )
     assert "s the validated fit" in forecast_run[1] and "s the refit)" in forecast_run[1]

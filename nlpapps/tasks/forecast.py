@@ -611,7 +611,7 @@ def run(recipe, output_root, log=print):
         # trains the model that forecasts it, for the number of epochs that validation chose. The
         # normalisation stays the training period's: the recipe was chosen with it.
         epochs = int(np.argmin(history["val_loss"])) + 1
-        log(f"refit: trained again from the same initial weights on training + validation, {epochs} epochs")
+        log(f"refit: trained again from the same initial weights on training + validation, epochs: {epochs}")
         training.seed_everything(t["seed"])
         parts = other_stations(recipe, data, log, until=b)
         # Its validation loss means nothing (the period is trained on): one batch, as the loop needs some.
