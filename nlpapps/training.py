@@ -298,13 +298,16 @@ def worker_label(strategy=None):
 # ------------------------------------------------------------------------------------ the fit loop
 
 
-def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="min", class_weight=None):
+def fit(
+    model, train, validation, settings, workdir, monitor="val_loss", mode="min", class_weight=None, restore_best=True
+):
     """Train `model` (compiled, under its strategy's scope) for settings["epochs"] epochs with early
     stopping after settings["patience"] epochs without improvement of `monitor`; return its history
     (every epoch, resumed or not). The best validation weights are restored.
     train: a function epoch -> tf.data.Dataset (exact resume), or a Dataset; batches are global:
     each worker and device takes its share of every batch;
-    class_weight: {class id: weight} for a single-output model, as Keras' fit takes it."""
+    class_weight: {class id: weight} for a single-output model, as Keras' fit takes it;
+    restore_best=False keeps the last epoch's weights instead (a fixed number of epochs)."""
 
     strategy = model.distribute_strategy
     workdir = Path(workdir)
@@ -352,7 +355,7 @@ def fit(model, train, validation, settings, workdir, monitor="val_loss", mode="m
                     )
                     break
             callbacks.on_train_end()
-            if stopper.best_weights is not None:
+            if restore_best and stopper.best_weights is not None:
                 model.set_weights(stopper.best_weights)
             (own / BACKUP).unlink(missing_ok=True)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as e:

@@ -132,6 +132,18 @@ def test_metadata_names_features_targets_units_and_interval(meta):
         assert 0 <= row["rate"] <= 1 and row["climatology_brier"] > 0
 
 
+def test_the_refit_trains_for_the_epoch_count_validation_chose(forecast_run, meta):
+    """The default refit: after the validated fit, the training and validation periods train a model
+    for the epochs that had the best validation loss; its forecasts are the test period's."""
+    epochs = int(np.argmin(meta["history"]["val_loss"])) + 1
+    assert meta["refit"]["epochs"] == epochs and len(meta["refit"]["history"]["loss"]) == epochs
+    assert (
+        f"refit: trained again from the same initial weights on training + validation, epochs: {epochs}"
+        in (forecast_run[1])
+    )
+    assert "s the validated fit" in forecast_run[1] and "s the refit)" in forecast_run[1]
+
+
 # Runs in a fresh interpreter that may import tensorflow and nothing of nlpapps.
 STEP_SCRIPT = (
     TF_ONLY
@@ -216,6 +228,24 @@ def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_fore
     np.testing.assert_allclose(
         np.asarray(out["events"]), (np.asarray(members[0]["events"]) + np.asarray(members[1]["events"])) / 2, atol=1e-6
     )
+
+
+def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_sequence_forecast(
+    weather_slice, tmp_path
+):
+    small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
+    result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
+    path = tmp_path / "forecast" / "1"
+    assert json.loads((path / "metadata.json").read_text())["refit"] == {}
+    rows = weather_rows("EWR")[5000:5020]
+    readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
+    import pandas as pd
+
+    seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
+    out = last_json_line(STEP_SCRIPT, path, json.dumps([readings]), json.dumps([seconds]), timeout=180)
+    np.testing.assert_allclose(np.array(out["stepped"]), np.array(out["whole"]), atol=1e-5, rtol=1e-5)
 
 
 def test_nan_reading_is_carried_forward(loaded):

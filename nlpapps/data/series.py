@@ -321,20 +321,60 @@ def carry_forward(readings, last):
     return tf.transpose(filled, [1, 0, 2]), tf.cond(tf.shape(readings)[1] > 0, lambda: final[-1], lambda: last)
 
 
-def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0):
+def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, burn_in=0):
     """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
     `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several
-    series laid end to end: no window crosses from one into the next); batched, cached, prefetched."""
-    starts = np.concatenate([np.arange(start, stop - length + 1, stride) for start, stop in spans])
+    series laid end to end: no window crosses from one into the next); batched, cached, prefetched.
+    With `burn_in` k, each window is preceded by the k steps before it (in its span) and comes with
+    a weight per step, 0 over those k and 1 over the window: the model's state warms up on the
+    readings before the window and only the window's forecasts are scored."""
+    starts = np.concatenate([np.arange(start, stop - burn_in - length + 1, stride) for start, stop in spans])
     if not len(starts):
         return None
     x = tf.constant(readings, "float32")
     t = tf.constant(seconds, "float64")
     y = {k: tf.constant(v, "float32") for k, v in targets.items()}
-    ds = tf.data.Dataset.from_tensor_slices(starts).map(
-        lambda s: ((x[s : s + length], t[s : s + length]), {k: v[s : s + length] for k, v in y.items()})
-    )
-    ds = ds.cache()
+    steps = burn_in + length
+    weight = tf.constant(np.r_[np.zeros(burn_in), np.ones(length)][:, None], "float32")
+
+    def window(s):
+        out = ((x[s : s + steps], t[s : s + steps]), {k: v[s : s + steps] for k, v in y.items()})
+        return (*out, weight) if burn_in else out
+
+    ds = tf.data.Dataset.from_tensor_slices(starts).map(window).cache()
     if shuffle:
         ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def streams(readings, seconds, targets, spans, length, rows, batches, seed=0):
+    """tf.data of batches ((readings[rows, length, F], seconds[rows, length], fresh[rows]),
+    targets[rows, length, ...]) for training through the stream: row j of batch i is the window
+    that follows row j's window of batch i - 1, so a model that carries each row's final state into
+    its next batch learns from states carried over thousands of steps, as it is served. A row
+    whose next window would cross the end of its span goes on at the next span's start (the last
+    wraps round to the first) and is marked fresh (its state starts again from zeros), as is every
+    row of the first batch. The rows start spread evenly over the spans, shifted by a random amount
+    drawn from `seed`: each seed (each epoch's) cuts the windows elsewhere."""
+    spans = [(start, stop) for start, stop in spans if stop - start >= length]
+    if not spans:
+        return None
+    sizes = np.array([stop - start for start, stop in spans])
+    ends = np.cumsum(sizes)
+    starts, fresh = np.zeros((batches, rows), np.int64), np.zeros((batches, rows), np.float32)
+    for j, place in enumerate((np.random.default_rng(seed).random() + np.arange(rows)) * ends[-1] / rows):
+        k = int(np.searchsorted(ends, place, side="right")) % len(spans)
+        position, new = spans[k][0] + int(place) - int(ends[k] - sizes[k]), True
+        for i in range(batches):
+            if position + length > spans[k][1]:
+                k = (k + 1) % len(spans)
+                position, new = spans[k][0], True
+            starts[i, j], fresh[i, j] = position, new
+            position, new = position + length, False
+    x = tf.constant(readings, "float32")
+    t = tf.constant(seconds, "float64")
+    y = {k: tf.constant(v, "float32") for k, v in targets.items()}
+    ds = tf.data.Dataset.from_tensor_slices((starts.reshape(-1), fresh.reshape(-1))).map(
+        lambda s, f: ((x[s : s + length], t[s : s + length], f), {k: v[s : s + length] for k, v in y.items()})
+    )
+    return ds.batch(rows).prefetch(tf.data.AUTOTUNE)

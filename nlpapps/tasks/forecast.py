@@ -29,6 +29,16 @@ HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's
 def check(recipe):
     if recipe["model"]["bidirectional"]:
         raise UserError("model.bidirectional = true: a streaming forecast cannot read the future; set it to false")
+    if recipe["train"]["burn_in"] < 0:
+        raise UserError(f"train.burn_in = {recipe['train']['burn_in']}: must be 0 or more steps")
+    if recipe["train"]["carry_state"] and recipe["train"]["burn_in"]:
+        raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
+    if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
+        raise UserError(
+            f"train.carry_state = true keeps each stream's state in one device's variables between batches, "
+            f"which train.strategy = {recipe['train']['strategy']} would split among devices; "
+            f"set train.carry_state = false to train on several devices"
+        )
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -73,11 +83,11 @@ def prepare(recipe, log):
     }
 
 
-def other_stations(recipe, data, log):
+def other_stations(recipe, data, log, until=None):
     """The training periods of the other stations of data.train_stations in the same file: more
     sequences of the same weather (stations the file lacks are left out, and said so). Each ends
-    where the recipe station's training period ends, so no step of its validation or test period is
-    ever trained on. None for a file without the station column."""
+    where the recipe station's training period ends (or its step `until`: a refit's end), so no step
+    of its validation or test period is ever trained on. None for a file without the station column."""
     d, horizon = recipe["data"], recipe["model"]["horizon"]
     others = [s for s in d["train_stations"] if s != d["station"]]
     present = series.stations(d["source"], d["station_column"], d["skip_rows"]) if others else set()
@@ -86,7 +96,7 @@ def other_stations(recipe, data, log):
     if absent := [s for s in others if s not in present]:
         log(f"pooled: no station {', '.join(absent)} of data.train_stations in {d['source']}; left out")
         others = [s for s in others if s in present]
-    end = data["frame"].index[data["bounds"][0]]
+    end = data["frame"].index[data["bounds"][0] if until is None else until]
     columns = [*d["features"], *(c for _, c, _ in data["targets"])]
     parts = []
     for station in others:
@@ -128,13 +138,15 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
     """Raw readings and their times → Encode → `model.ensemble` members, each a unidirectional
     recurrent stack (all its states out, so it can be stepped) and its heads (a model of its own,
     which stepping reuses) → their forecasts averaged. Returns (the model to train: every member's
-    outputs, each with its own loss; the averaged model). One member: the same model twice."""
+    outputs, each with its own loss; the averaged model, which is served). With train.carry_state
+    the model to train takes a third input, `fresh`, and carries each row's state from one batch to
+    the next (ThroughStream); without, and with one member, it is the served model itself."""
     readings = keras.Input((None, n_features), name="readings")
     seconds = keras.Input((None,), dtype="float64", name="time")
     x = encoder([readings, seconds])
-    members = []
-    for suffix in member_suffixes(m["ensemble"]):
-        stack = recurrent_stack(
+    suffixes = member_suffixes(m["ensemble"])
+    stacks = [
+        recurrent_stack(
             cell=m["cell"],
             units=m["units"],
             depth=m["depth"],
@@ -146,22 +158,37 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
             all_states=True,
             name=f"stack{suffix}",
         )
-        y, _ = stack(x)
-        members.append(heads(targets, m, stack.output_width, encoder.width, f"heads{suffix}")([y, x]))
-    kinds = list(members[0])
-    outputs = members[0]
-    if len(members) == 1:
-        model = trainer = keras.Model([readings, seconds], outputs, name="forecast")
+        for suffix in suffixes
+    ]
+    tops = [
+        heads(targets, m, stack.output_width, encoder.width, f"heads{suffix}")
+        for stack, suffix in zip(stacks, suffixes)
+    ]
+    served = [top([stack(x)[0], x]) for stack, top in zip(stacks, tops)]
+    kinds = list(served[0])
+    if len(served) == 1:
+        model = keras.Model([readings, seconds], served[0], name="forecast")
+    else:
+        averaged = {kind: keras.layers.Average(name=kind)([out[kind] for out in served]) for kind in kinds}
+        model = keras.Model([readings, seconds], averaged, name="forecast")
+    if t["carry_state"]:
+        fresh = keras.Input((), name="fresh")
+        trained = [
+            top([ThroughStream(stack, t["batch_size"], name=f"through_stream{suffix}")([x, fresh]), x])
+            for stack, top, suffix in zip(stacks, tops, suffixes)
+        ]
+        inputs = [readings, seconds, fresh]
+    else:
+        trained, inputs = served, [readings, seconds]
+    if len(trained) == 1 and not t["carry_state"]:
+        trainer, names = model, kinds
     else:
         # Members trained side by side in one model, each on its own loss (no co-adaptation: an
         # ensemble, not a wider model); they differ by their initial weights.
-        averaged = {kind: keras.layers.Average(name=kind)([out[kind] for out in members]) for kind in kinds}
-        model = keras.Model([readings, seconds], averaged, name="forecast")
-        outputs = {f"{kind}{s}": out[kind] for s, out in zip(member_suffixes(len(members)), members) for kind in kinds}
-        trainer = keras.Model([readings, seconds], outputs, name="forecast_members")
+        outputs = {f"{kind}{s}": out[kind] for s, out in zip(suffixes, trained) for kind in kinds}
+        trainer, names = keras.Model(inputs, outputs, name="forecast_trainer"), list(outputs)  # kind + member suffix
     losses = {"quantities": t["quantity_loss"], "events": "binary_crossentropy"}
     weights = {"quantities": 1.0, "events": t["event_weight"]}
-    names = list(outputs)  # kind + member suffix
     # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
     rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
     trainer.compile(
@@ -171,6 +198,48 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
         jit_compile=False,
     )
     return trainer, model
+
+
+class ThroughStream(keras.layers.Layer):
+    """Truncated backpropagation through the stream: in training, a recurrent stack that starts
+    each row of a batch from the state that row ended the previous batch with (kept in variables,
+    no gradient across batches), or from zeros where `fresh` is 1, the start of a stream (the batches
+    come from series.streams: row j of each batch continues row j of the one before). So the model
+    learns to run from states carried over thousands of steps, as it is served. Out of training
+    (validation) every window starts from zeros, as the windows given then stand alone. The rows
+    (`streams`) are the batch size: every training batch must have exactly that many."""
+
+    def __init__(self, stack, streams, **kwargs):
+        super().__init__(**kwargs)
+        self.stack, self.streams = stack, streams
+        self.carried = [
+            self.add_weight(shape=(streams, stack.units), initializer="zeros", trainable=False, name=f"carried_{i}")
+            for i in range(stack.states_per_layer * stack.depth)
+        ]
+
+    def call(self, inputs, training=None):
+        x, fresh = inputs
+        if not training:
+            return self.stack(x, training=training)[0]
+        keep = (1.0 - fresh)[:, None]
+        y, states = self.stack(x, initial_state=[state * keep for state in self.carried], training=training)
+        for variable, state in zip(self.carried, states):
+            variable.assign(keras.ops.stop_gradient(state))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0][:-1]) + (self.stack.output_width,)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "stack": keras.saving.serialize_keras_object(self.stack),
+            "streams": self.streams,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config.pop("stack")), **config)
 
 
 def member_suffixes(count):
@@ -223,6 +292,76 @@ def training_targets(data, features, scale):
     if (~kinds).any():
         out["events"] = data["future"][..., ~kinds]
     return out
+
+
+def member_targets(data, features, scale, count):
+    """training_targets for each of `count` ensemble members, keyed kind + member suffix: every member
+    learns the same."""
+    y = training_targets(data, features, scale)
+    return {f"{kind}{suffix}": v for suffix in member_suffixes(count) for kind, v in y.items()}
+
+
+def training_batches(recipe, data, parts, scale, stop):
+    """The recipe station's steps before `stop`, then the other stations' `parts` laid end to end,
+    as training batches: windows every train.stride steps, shuffled; or with train.carry_state, a
+    function of the epoch giving streams (series.streams) cut elsewhere each epoch, as many batches
+    as the windows make. Returns (batches, batches per epoch)."""
+    t, features, horizon = recipe["train"], recipe["data"]["features"], recipe["model"]["horizon"]
+    count = recipe["model"]["ensemble"]
+    pieces = [(data["readings"], data["seconds"], member_targets(data, features, scale, count), stop - horizon)]
+    pieces += [
+        (p["readings"], p["seconds"], member_targets(p, features, scale, count), len(p["readings"]) - horizon)
+        for p in parts
+    ]
+    offsets = np.cumsum([0] + [len(readings) for readings, *_ in pieces])
+    spans = [(offset, offset + end) for offset, (*_, end) in zip(offsets, pieces)]
+    readings = np.concatenate([piece[0] for piece in pieces])
+    seconds = np.concatenate([piece[1] for piece in pieces])
+    targets = {k: np.concatenate([piece[2][k] for piece in pieces]) for k in pieces[0][2]}
+    window = min(t["window"], data["bounds"][0] - horizon)
+    windows = series.windows(
+        readings, seconds, targets, spans, window, t["stride"], t["batch_size"], True, t["seed"], t["burn_in"]
+    )
+    steps = int(windows.cardinality())
+    if not t["carry_state"]:
+        return windows, steps
+    rows = t["batch_size"]
+    return lambda epoch: series.streams(
+        readings, seconds, targets, spans, window, rows, steps, [t["seed"], epoch]
+    ), steps
+
+
+def fit(recipe, data, encoder, scale, stop, parts, validation, workdir, epochs=None):
+    """A fresh model trained on the steps before `stop` (and the pooled `parts`): with early stopping
+    on `validation` and its best weights; or, given `epochs`, for that many epochs and the last
+    weights (a refit, whose validation period is part of its training data). Returns (the served
+    model, the history, seconds of training)."""
+    t = recipe["train"]
+    batches, steps = training_batches(recipe, data, parts, scale, stop)
+    with training.strategy(recipe).scope():
+        trainer, model = build(encoder, len(recipe["data"]["features"]), data["targets"], recipe["model"], t, steps)
+    settings = t if epochs is None else {**t, "epochs": epochs, "patience": epochs}
+    start = time.perf_counter()
+    history = training.fit(trainer, batches, validation, settings, workdir, restore_best=epochs is None)
+    return model, history, time.perf_counter() - start
+
+
+def forecasts(model, data, features, scale):
+    """The model's forecasts after every step of the series, in physical units and the recipe's
+    target order, float[T, horizon, K]; scored as it is served: one stream over the whole series, so
+    the test period follows what came before."""
+    targets = data["targets"]
+    kinds = np.array([threshold is None for _, _, threshold in targets])
+    out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
+    parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
+    if "quantities" in out:
+        parts[0] = (
+            data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :]
+            + parts[0] * scale[1]
+            + scale[0]
+        )
+    order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
+    return np.concatenate(parts, -1)[..., order]
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -435,80 +574,55 @@ def run(recipe, output_root, log=print):
     # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
     now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
     encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
-    kinds = np.array([threshold is None for _, _, threshold in targets])
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
-    y = training_targets(data, features, scale)
-    members = member_suffixes(m["ensemble"])
-    y = {f"{kind}{suffix}": v for suffix in members for kind, v in y.items()}  # every member learns the same
     window = min(t["window"], a - horizon)
-    # The recipe station's training period, then those of the stations pooled with it laid end to end.
-    pooled = [(data["readings"], data["seconds"], y, (0, a - horizon))]
-    for part in other_stations(recipe, data, log):
-        offset = sum(len(p[0]) for p in pooled)
-        pooled.append(
-            (
-                part["readings"],
-                part["seconds"],
-                {
-                    f"{kind}{suffix}": v
-                    for suffix in members
-                    for kind, v in training_targets(part, features, scale).items()
-                },
-                (offset, offset + len(part["readings"]) - horizon),
-            )
-        )
-    batches = {
-        "train": series.windows(
-            np.concatenate([p[0] for p in pooled]),
-            np.concatenate([p[1] for p in pooled]),
-            {k: np.concatenate([p[2][k] for p in pooled]) for k in y},
-            [p[3] for p in pooled],
-            window,
-            t["stride"],
-            t["batch_size"],
-            shuffle=True,
-            seed=t["seed"],
-        ),
-        "validation": series.windows(
-            data["readings"],
-            data["seconds"],
-            y,
-            [(a, b - horizon)],
-            min(window, b - a - horizon),
-            max(1, window // 2),
-            t["batch_size"],
-        ),
-    }
-    with training.strategy(recipe).scope():
-        trainer, model = build(encoder, len(features), targets, m, t, int(batches["train"].cardinality()))
+    burn_in = min(t["burn_in"], a)  # the validation windows warm up on the steps before them
+    validation = series.windows(
+        data["readings"],
+        data["seconds"],
+        member_targets(data, features, scale, m["ensemble"]),
+        [(a - burn_in, b - horizon)],
+        min(window, b - a - horizon),
+        max(1, window // 2),
+        t["batch_size"],
+        burn_in=burn_in,
+    )
+    if t["carry_state"]:  # validation windows stand alone: each one fresh
+        validation = validation.map(lambda x, y: ((*x, tf.ones(tf.shape(x[1])[:1])), y))
+    parts = other_stations(recipe, data, log)
     log(
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
-        f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps every {t['stride']}, "
-        f"horizon {horizon}"
+        f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps "
+        + (f"carried through {t['batch_size']} streams" if t["carry_state"] else f"every {t['stride']}")
+        + (f" after {t['burn_in']} steps of burn-in" if t["burn_in"] else "")
+        + f", horizon {horizon}"
     )
-    start = time.perf_counter()
-    history = training.fit(trainer, batches["train"], batches["validation"], t, training.run_dir(output_root, recipe))
-    seconds = time.perf_counter() - start
-
-    # Scored as it is served: one stream over the whole series, so the test period follows what came before.
-    out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
-    parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
-    if "quantities" in out:
-        parts[0] = (
-            data["readings"][:, [features.index(c) for _, c, q in targets if q is None]][:, None, :]
-            + parts[0] * scale[1]
-            + scale[0]
-        )
-    order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
-    predicted = np.concatenate(parts, -1)[..., order]
+    workdir = training.run_dir(output_root, recipe)
+    model, history, seconds = fit(recipe, data, encoder, scale, a, parts, validation, workdir)
+    predicted = forecasts(model, data, features, scale)
     encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
     season, season_name = season_of(data["interval"], n)
+    # The validation period's scores: the ones to choose a recipe by (the test period's are for reporting).
+    validation_rows = evaluate(data, predicted, encoded, season, horizon, d["event_window"], (a, b))[:2]
+    refit = {}
+    if t["refit"]:
+        # Rolling origin, as an operational forecaster works: every reading before the test period
+        # trains the model that forecasts it, for the number of epochs that validation chose. The
+        # normalisation stays the training period's: the recipe was chosen with it.
+        epochs = int(np.argmin(history["val_loss"])) + 1
+        log(f"refit: trained again from the same initial weights on training + validation, epochs: {epochs}")
+        training.seed_everything(t["seed"])
+        parts = other_stations(recipe, data, log, until=b)
+        # Its validation loss means nothing (the period is trained on): one batch, as the loop needs some.
+        model, refit_history, refit_seconds = fit(
+            recipe, data, encoder, scale, b, parts, validation.take(1), workdir / "refit", epochs
+        )
+        predicted = forecasts(model, data, features, scale)
+        refit = {"epochs": epochs, "history": refit_history, "train_seconds": round(refit_seconds, 1)}
     quantity_rows, event_rows, curves, persistence = evaluate(
         data, predicted, encoded, season, horizon, d["event_window"]
     )
-    # The validation period's scores: the ones to choose a recipe by (the test period's are for reporting).
-    validation_rows = evaluate(data, predicted, encoded, season, horizon, d["event_window"], (a, b))[:2]
 
     interval = series.describe(data["interval"])
     log(
@@ -520,7 +634,8 @@ def run(recipe, output_root, log=print):
             log(evaluation.table(rows, [c for c in rows[0] if c in ("target", "h") or c.endswith(("_mae", "_skill"))]))
     log(
         f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
-        f"training took {seconds:.0f} s"
+        f"training took {seconds + refit.get('train_seconds', 0):.0f} s"
+        + (f" ({seconds:.0f} s the validated fit, {refit['train_seconds']:.0f} s the refit)" if refit else "")
     )
     if quantity_rows:
         log(f"quantities, in the data's units (persistence: the last value; seasonal: {season_name}, {season} steps)")
@@ -575,6 +690,7 @@ def run(recipe, output_root, log=print):
         "recipe": recipe.flat(),
         "history": history,
         "train_seconds": round(seconds, 1),
+        "refit": refit,
     }
     description = f"{d['source']}, {d['station']}" if d["station_column"] else d["source"]
     extras = [
