@@ -141,6 +141,12 @@ def _trained_loop(layer, xs, keep, states, recurrent, extras, return_sequences):
     pieces = (steps + PIECE - 1) // PIECE
     if keep is None:
         keep = tf.ones([steps, rows, 1], tf.bool)
+    # Batches are padded with masked rows to a power of two (16 at least), so the pieces compile once
+    # for each of a few sizes, not for every size an epoch's leftover batches happen to have.
+    sizes = tf.constant([2**k for k in range(4, 31)])
+    padding = tf.reduce_min(tf.where(sizes >= rows, sizes, sizes[-1])) - rows
+    xs, keep = [tf.pad(x, [[0, 0], [0, padding], [0, 0]]) for x in (xs, keep)]
+    states = [tf.pad(s, [[0, padding], [0, 0]]) for s in states]
 
     def cut(x):  # [steps, ...] -> [pieces, PIECE, ...], the steps added at the end masked out
         x = tf.pad(x, tf.concat([[[0, pieces * PIECE - steps]], tf.zeros([x.shape.rank - 1, 2], tf.int32)], 0))
@@ -190,7 +196,8 @@ def _trained_loop(layer, xs, keep, states, recurrent, extras, return_sequences):
         return shown, gradient
 
     shown = loop(xs, recurrent, *states, *extras)
-    return (shown[0], shown[1:]) if return_sequences else (None, shown)
+    outputs, final = (shown[0][:, :rows], shown[1:]) if return_sequences else (None, shown)
+    return outputs, [s[:rows] for s in final]
 
 
 def _time_major_keep(mask):
