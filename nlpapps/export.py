@@ -54,6 +54,7 @@ def load_keras(path):
     import nlpapps.blocks  # noqa: F401  (registers the recurrent layers)
     import nlpapps.data.series  # noqa: F401  (registers Encode)
     import nlpapps.data.text  # noqa: F401  (registers standardize and ServingIds)
+    import nlpapps.training  # noqa: F401  (registers the optimizer, training.Adam)
 
     return keras.models.load_model(Path(path) / "model.keras" if Path(path).is_dir() else path, safe_mode=True)
 

@@ -464,9 +464,7 @@ LEAN_CASES = [  # the last layer without sequences (seeded), and both directions
 @pytest.mark.parametrize("cell", CELLS)
 def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
     """Outputs, final states and gradients (inputs and every weight) of the stack's lean loop
-    equal Keras' own layers' on random masked batches, compiled as training runs them: in pieces
-    of 4 steps, so a sequence of 9 is three pieces, the last padded, one starting with a hole."""
-    monkeypatch.setattr(stack_module.loops, "PIECE", 4)
+    equal Keras' own layers' on random masked batches, compiled as training runs them."""
     rng = np.random.default_rng(16)
     case = dict(case)
     seeded = case.pop("seeded", False)
@@ -490,10 +488,9 @@ def test_lean_loop_equals_keras_loop_with_gradients(cell, case, monkeypatch):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)  # float32 rounding of sums up to ~50
 
 
-def test_lean_loop_equals_keras_for_go_backwards_and_zero_output(monkeypatch):
+def test_lean_loop_equals_keras_for_go_backwards_and_zero_output():
     """The layers on their own, with the settings ``Bidirectional`` and users may give them, with
-    and without a mask: outputs, and in training their gradients too (pieces of 4 steps)."""
-    monkeypatch.setattr(stack_module.loops, "PIECE", 4)
+    and without a mask: outputs, and in training their gradients too."""
     rng = np.random.default_rng(17)
     x, mask = _rand(rng, 4, 6, 3), _random_mask(rng, 4, 6)
     for name in ("SimpleRNN", "LSTM", "GRU"):
