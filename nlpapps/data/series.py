@@ -331,15 +331,11 @@ def windows(readings, seconds, targets, spans, length, stride, batch_size, shuff
     starts = np.concatenate([np.arange(start, stop - burn_in - length + 1, stride) for start, stop in spans])
     if not len(starts):
         return None
-    x = tf.constant(readings, "float32")
-    t = tf.constant(seconds, "float64")
-    y = {k: tf.constant(v, "float32") for k, v in targets.items()}
-    steps = burn_in + length
+    cut = _slicer(readings, seconds, targets, burn_in + length)
     weight = tf.constant(np.r_[np.zeros(burn_in), np.ones(length)][:, None], "float32")
 
     def window(s):
-        out = ((x[s : s + steps], t[s : s + steps]), {k: v[s : s + steps] for k, v in y.items()})
-        return (*out, weight) if burn_in else out
+        return (*cut(s), weight) if burn_in else cut(s)
 
     ds = tf.data.Dataset.from_tensor_slices(starts).map(window).cache()
     if shuffle:
@@ -371,10 +367,19 @@ def streams(readings, seconds, targets, spans, length, rows, batches, seed=0):
                 position, new = spans[k][0], True
             starts[i, j], fresh[i, j] = position, new
             position, new = position + length, False
+    cut = _slicer(readings, seconds, targets, length)
+
+    def window(s, f):
+        (x, t), y = cut(s)
+        return (x, t, f), y
+
+    ds = tf.data.Dataset.from_tensor_slices((starts.reshape(-1), fresh.reshape(-1))).map(window)
+    return ds.batch(rows).prefetch(tf.data.AUTOTUNE)
+
+
+def _slicer(readings, seconds, targets, steps):
+    """s -> ((readings, seconds), targets) of the `steps` steps from s, as tensors."""
     x = tf.constant(readings, "float32")
     t = tf.constant(seconds, "float64")
     y = {k: tf.constant(v, "float32") for k, v in targets.items()}
-    ds = tf.data.Dataset.from_tensor_slices((starts.reshape(-1), fresh.reshape(-1))).map(
-        lambda s, f: ((x[s : s + length], t[s : s + length], f), {k: v[s : s + length] for k, v in y.items()})
-    )
-    return ds.batch(rows).prefetch(tf.data.AUTOTUNE)
+    return lambda s: ((x[s : s + steps], t[s : s + steps]), {k: v[s : s + steps] for k, v in y.items()})
