@@ -68,11 +68,27 @@ def load_keras(path):
 CHUNK_ROWS = (1, 8, 32)  # a batch is padded up to the first that holds it, or cut into chunks of the last
 
 
-def compiled(function):
-    """`function` compiled by XLA (once per input shape it meets)."""
+def compiled(function, weights=()):
+    """`function` compiled by XLA (once per input shape it meets). With `weights` (Keras variables),
+    it computes with their values at this call as constants instead of reading the variables: a
+    compiled program locks every variable it reads for as long as it runs, so the chunks of a large
+    batch would run one after the other; on constants they run side by side on the cores (classify's
+    numeric part at batch 256: 1.55x the texts/s on 2 cores). A call also passes only its inputs."""
+    import functools
+
+    import keras
     import tensorflow as tf
 
-    return tf.function(function, jit_compile=True)
+    values = [(v, v.numpy()) for v in weights]
+    if not values:
+        return tf.function(function, jit_compile=True)
+
+    @functools.wraps(function)
+    def frozen(*args, **kwargs):
+        with keras.StatelessScope(state_mapping=[(v, tf.constant(value)) for v, value in values]):
+            return function(*args, **kwargs)
+
+    return tf.function(frozen, jit_compile=True)
 
 
 def by_length(numeric, ids, edges):

@@ -1,6 +1,7 @@
 """Serving compiled by XLA on length-bucketed chunks gives the Keras model's numbers: every batch
 size and text length, in a process that imports only TensorFlow; padding to a bucket edge changes
-nothing; `export.by_length` gives every row its own result, in order, from a bounded set of shapes."""
+nothing; `export.by_length` gives every row its own result, in order, from a bounded set of shapes;
+`export.compiled` with weights computes with their values as they were when it was made."""
 
 import json
 
@@ -113,3 +114,18 @@ def test_by_length_gives_each_row_its_own_result_in_order(batch):
     # Rows sorted by length share chunks, each padded to one width: no more widths than chunks.
     rows = next((r for r in export.CHUNK_ROWS if r >= batch), export.CHUNK_ROWS[-1])
     assert len(set(widths)) <= -(-batch // rows)
+
+
+def test_compiled_with_weights_computes_with_their_values_when_compiled():
+    import keras
+    import tensorflow as tf
+
+    dense = keras.layers.Dense(3)
+    x = tf.constant(np.arange(8, dtype="float32").reshape(2, 4))
+    before = dense(x).numpy()
+    frozen, live = export.compiled(dense, dense.weights), export.compiled(dense)
+    np.testing.assert_allclose(frozen(x), before, atol=1e-5)
+    dense.kernel.assign(dense.kernel * 2.0)  # the export's numbers must not follow later changes
+    np.testing.assert_allclose(frozen(x), before, atol=1e-5)
+    np.testing.assert_allclose(live(x), dense(x), atol=1e-5)
+    assert not np.allclose(live(x), before)

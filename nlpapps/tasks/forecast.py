@@ -414,24 +414,18 @@ def streaming_functions(model, features, targets, horizon, scale, start):
             **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
-    # The weights as they are now, for `step`: constants in its graph instead of variables it reads.
-    weights = [(v, v.numpy()) for v in model.weights]
-
     # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
     # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
-    # With the weights as constants, a call passes only its inputs, not every variable besides.
-    @export.compiled
     def step(reading, seconds, last_reading, *states):
-        with keras.StatelessScope(state_mapping=[(v, tf.constant(value)) for v, value in weights]):
-            last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-            # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
-            x = encoder([last[:, None], seconds[:, None]])
-            tops, new = [], []
-            for k, (member, top) in enumerate(members):
-                y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
-                tops.append(top([y[:, None], x]))
-                new += member_new
-            out = physical(tops, last[:, None])
+        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+        # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
+        x = encoder([last[:, None], seconds[:, None]])
+        tops, new = [], []
+        for k, (member, top) in enumerate(members):
+            y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
+            tops.append(top([y[:, None], x]))
+            new += member_new
+        out = physical(tops, last[:, None])
         return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
 
     f = tf.float32
@@ -453,7 +447,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
         ),
         "initial_state": (initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
         "step": (
-            step,
+            export.compiled(step, model.weights),
             [
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),

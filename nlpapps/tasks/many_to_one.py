@@ -228,7 +228,7 @@ def serving(model, vectorizer, classes, outputs, max_tokens):
     """The exported function: `text: string[batch]` → label, probabilities, classes, and the named
     outputs that `outputs(model outputs)` builds. The model runs compiled, on length-bucketed chunks."""
     class_names = tf.constant(classes)
-    numeric = export.compiled(lambda token_ids: model(token_ids, training=False))
+    numeric = export.compiled(lambda token_ids: model(token_ids, training=False), model.weights)
     edges = text.serving_edges(max_tokens)
 
     def serve(text_in):
