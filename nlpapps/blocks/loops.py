@@ -68,7 +68,9 @@ def run_loop(layer, sequences, initial_state, mask):
     or is zero with ``zero_output_for_mask``; outputs are in processing order (reversed with
     ``go_backwards``), as Keras' loop gives them."""
     kernel, bias, recurrent, extras = layer.lean_weights(sequences.dtype)
-    xs = tf.matmul(tf.transpose(sequences, [1, 0, 2]), kernel) + bias  # every step's x·W + b at once
+    # Every step's x·W + b at once, as one 2-D matmul: a 3-D input would make it a BatchMatMul that
+    # multiplies step by step and sums the kernel's gradient over the steps (a third of a training step).
+    xs = tf.tensordot(tf.transpose(sequences, [1, 0, 2]), kernel, 1) + bias
     keep = _time_major_keep(mask[0] if isinstance(mask, (list, tuple)) else mask)  # [time, batch, 1]
     if layer.go_backwards:
         xs, keep = tf.reverse(xs, [0]), (None if keep is None else tf.reverse(keep, [0]))
