@@ -100,7 +100,6 @@ RULES = {
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),
-    "train.weight_decay": _at_least(0.0),
     "train.quantity_loss": _one_of("mse", "huber", "mae"),
     "data.train_stations": lambda v: (
         None if all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v) else "must be distinct station names"

@@ -1,6 +1,5 @@
 """Training as the forecast is served: streams of consecutive windows whose state is carried from
-one batch to the next (train.carry_state), the refit on training + validation (train.refit), and the
-optimizer's weight decay (train.weight_decay)."""
+one batch to the next (train.carry_state), and the refit on training + validation (train.refit)."""
 
 import numpy as np
 import pytest
@@ -131,25 +130,3 @@ def test_burn_in_windows_start_earlier_in_their_span_and_score_only_the_window()
     assert weight.numpy()[0, :, 0].tolist() == [0.0] * 6 + [1.0] * 10
     assert x[:, 0].tolist() == [0, 5, 10, 15, 20, 40, 45, 50, 55, 60, 65, 70, 75]  # burn-in from the span start on
     assert all((w[-1] < 40) == (w[0] < 40) for w in x)  # none crosses from one span into the next
-
-
-@pytest.mark.parametrize("decay", [0.0, 0.5])
-def test_weight_decay_shrinks_every_weight_by_rate_times_decay_through_the_fused_adam(shipped, decay):
-    """train.weight_decay reaches the optimizer the model trains with: a step with zero gradients (Adam
-    itself moves nothing then) shrinks every trainable weight by the rate × the decay; none without."""
-    import keras
-
-    from nlpapps import recipes
-    from nlpapps.tasks import forecast
-
-    _, data, encoder, _ = shipped
-    recipe = recipes.load("forecast", [*SMALL, f"train.weight_decay={decay}"])
-    m, t = recipe["model"], recipe["train"]
-    trainer, _ = forecast.build(encoder, len(recipe["data"]["features"]), data["targets"], m, t, 10)
-    weights = trainer.trainable_variables
-    before = [np.array(w) for w in weights]
-    trainer.optimizer.apply([keras.ops.zeros_like(w) for w in weights], weights)
-    shrink = 1.0 - t["learning_rate"] * decay
-    for old, w in zip(before, weights):
-        np.testing.assert_allclose(np.asarray(w), old * shrink, rtol=1e-6, atol=1e-8)
-    assert any(np.abs(old).max() > 0 for old in before)  # some weights start non-zero: a shrink shows

@@ -192,8 +192,7 @@ def build(encoder, n_features, targets, m, t, steps_per_epoch):
     # The rate decays to zero over the epochs: the last ones refine instead of jumping between minima.
     rate = keras.optimizers.schedules.CosineDecay(t["learning_rate"], t["epochs"] * steps_per_epoch)
     trainer.compile(
-        # Decoupled weight decay (AdamW-style, scaled by the rate) where the recipe asks for it.
-        optimizer=training.Adam(rate, clipnorm=1.0, weight_decay=t["weight_decay"] or None),
+        optimizer=training.Adam(rate, clipnorm=1.0),
         loss={name: losses[name.split("_")[0]] for name in names},
         loss_weights={name: weights[name.split("_")[0]] for name in names} if len(names) > 1 else None,
         jit_compile=False,
