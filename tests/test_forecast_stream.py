@@ -6,7 +6,7 @@ import pytest
 from conftest import invoke
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-SMALL = ["model.horizon=3", "model.units=8", "model.head_units=8", "train.batch_size=2"]
+SMALL = ["model.horizon=3", "model.units=8", "model.head_units=8", "train.batch_size=2", "model.ensemble=1"]
 
 
 @pytest.fixture(scope="module")
