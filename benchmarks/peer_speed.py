@@ -17,9 +17,9 @@ Needs PyTorch (`pip install -e ".[bench]"`). For each of sentiment and classify:
   under `torch.inference_mode()`; the share of test texts both tokenize alike and the largest difference
   of their probabilities are printed.
 forecast: milliseconds per `step` (one reading in, state fed back) at batch 1, the export's signature
-against a GRUCell/LSTMCell stack twin with its weights. translate: sentences/s of the export's greedy and
-beam signatures at batch 1 (the newest export under --models), without a twin: that would be a second
-encoder-decoder with attention and beam search to write.
+against a GRUCell/LSTMCell stack twin with its weights (one member: `model.ensemble=1`). translate:
+sentences/s of the export's greedy and beam signatures at batch 1 (the newest export under --models),
+without a twin: that would be a second encoder-decoder with attention and beam search to write.
 Every measurement runs --rounds times, alternating which framework goes first. Timings are wall-clock:
 say what else ran on the machine (on a busy one, --threads 1: threads that wait on each other slow down
 out of proportion, PyTorch's OpenMP ones most).
@@ -407,6 +407,8 @@ class StepTwin(nn.Module):
     def __init__(self, model):
         super().__init__()
         encode, stack, top = model.get_layer("encode"), model.get_layer("stack"), model.get_layer("heads")
+        if any(layer.name == "stack_2" for layer in model.layers):
+            raise SystemExit("the step twin has one member: export the forecast with --set model.ensemble=1")
         c = encode.get_config()
         if stack.cell not in ("gru", "lstm") or stack.residual:
             raise SystemExit(f"no step twin for cell {stack.cell} (residual {stack.residual})")
@@ -470,7 +472,7 @@ class StepTwin(nn.Module):
 
 
 def forecast_rows(models, rounds, quick, table):
-    path = export_of("forecast", models)
+    path = export_of("forecast", models, ["model.ensemble=1"])  # the twin is one member's step
     meta = export.metadata(path, "forecast")
     loaded = tf.saved_model.load(str(path))
     step = loaded.signatures["step"]
