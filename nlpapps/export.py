@@ -74,8 +74,6 @@ def compiled(function, weights=()):
     compiled program locks every variable it reads for as long as it runs, so the chunks of a large
     batch would run one after the other; on constants they run side by side on the cores (classify's
     numeric part at batch 256: 1.55x the texts/s on 2 cores). A call also passes only its inputs."""
-    import functools
-
     import keras
     import tensorflow as tf
 
@@ -83,7 +81,7 @@ def compiled(function, weights=()):
     if not values:
         return tf.function(function, jit_compile=True)
 
-    @functools.wraps(function)
+    # Not functools.wraps: AutoGraph would then convert the wrapped function's source without the scope.
     def frozen(*args, **kwargs):
         with keras.StatelessScope(state_mapping=[(v, tf.constant(value)) for v, value in values]):
             return function(*args, **kwargs)
