@@ -72,8 +72,8 @@ def compiled(function, weights=()):
     """`function` compiled by XLA (once per input shape it meets). With `weights` (Keras variables),
     it computes with their values at this call as constants instead of reading the variables: a
     compiled program locks every variable it reads for as long as it runs, so the chunks of a large
-    batch would run one after the other; on constants they run side by side on the cores (classify's
-    numeric part at batch 256: 1.55x the texts/s on 2 cores). A call also passes only its inputs."""
+    batch would run one after the other; on constants they run side by side on the cores (the text
+    apps at batch 256: about 1.6x the texts/s on 2 cores). A call also passes only its inputs."""
     import keras
     import tensorflow as tf
 
