@@ -93,6 +93,7 @@ RULES = {
     "data.skip_rows": _at_least(0),
     "data.max_gap": _at_least(0),
     "data.event_window": _at_least(1),
+    "data.anomaly_steps": _at_least(1),
     "data.time_features": lambda v: None if set(v) <= {"day", "year"} else 'may hold only "day" and "year"',
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),

@@ -59,7 +59,7 @@ def weather_slice(tmp_path_factory):
 @pytest.fixture(scope="session")
 def forecast_run(tmp_path_factory, weather_slice):
     root = tmp_path_factory.mktemp("forecast_models")
-    pooled = ["--set", 'data.train_stations=["EWR","JFK"]']
+    pooled = ["--set", 'data.train_stations=["EWR","JFK"]', "--set", 'data.anomalies=["temp","dewp"]']
     result = invoke(["run", "forecast", "--data", weather_slice, *SMALL, *pooled, "--output", root])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     return root / "forecast" / "1", result.output
@@ -121,7 +121,8 @@ def test_metadata_names_features_targets_units_and_interval(meta):
         ("precip>0", "event", "probability"),
     ]
     assert meta["interval"] == "1 hour" and meta["interval_seconds"] == 3600 and meta["horizon"] == 6
-    assert meta["state"] == ["last_reading", "h1"] and meta["station"] == "EWR"
+    assert meta["state"] == ["last_reading", "trailing_mean", "h1"] and meta["station"] == "EWR"
+    assert meta["anomalies"]["features"] == ["temp", "dewp"]
     steps = meta["data"]["steps"]
     assert sum(steps.values()) == 1440 and steps["train"] > steps["validation"] > 0
     rows = meta["metrics"]["quantities"]
@@ -189,11 +190,31 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
     # to 1e-5, relative where the value exceeds 1: float32 keeps about 7 digits of 96.37 °F
     np.testing.assert_allclose(stepped, whole, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(np.array(out["last"]), whole[:, -1], atol=0)
-    assert out["step_inputs"] == ["h1", "last_reading", "reading", "time"]
+    assert out["step_inputs"] == ["h1", "last_reading", "reading", "time", "trailing_mean"]
     assert out["forecast_inputs"] == ["readings", "time"]
     assert out["nlpapps_imported"] == []
     # temperatures in °F, probabilities in [0, 1]
     assert 0 < np.median(whole[..., 0]) < 110 and (0 <= whole[..., 1]).all() and (whole[..., 1] <= 1).all()
+
+
+def test_the_same_weather_warmer_gets_the_same_forecast_warmer(loaded):
+    """temp and dewp are read as departures from their trailing mean (data.anomalies): shifted by
+    10 °F, a week of readings gets a temperature forecast 10 °F higher and the same rain
+    probabilities. The level of the months trained on cannot pull the forecast toward itself."""
+    import pandas as pd
+    import tensorflow as tf
+
+    rows = weather_rows("EWR")[5000:5168]
+    readings = np.array([[float(r[f]) if r[f] != "NA" else np.nan for f in FEATURES] for r in rows], "float32")
+    readings[20:23, 0] = np.nan  # carried forward, shifted as the reading before them
+    seconds = tf.constant([[pd.Timestamp(r["time_hour"]).timestamp() for r in rows]], tf.float64)
+    warmer = readings + np.array([10, 10, 0, 0, 0, 0, 0, 0], "float32")
+    base, shifted = (
+        loaded.signatures["forecast"](readings=tf.constant(x[None]), time=seconds)["forecasts"].numpy()[0]
+        for x in (readings, warmer)
+    )
+    np.testing.assert_allclose(shifted[..., 0], base[..., 0] + 10, atol=1e-3)
+    np.testing.assert_allclose(shifted[..., 1], base[..., 1], atol=1e-5)
 
 
 def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_forecast(weather_slice, tmp_path):
@@ -267,16 +288,19 @@ def test_nan_reading_is_carried_forward(loaded):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_keras_twin_reloads_with_safe_mode_and_matches(export_path, loaded):
+def test_keras_twin_reloads_with_safe_mode_and_matches(export_path, loaded, meta):
     import tensorflow as tf
 
     from nlpapps import export
+    from nlpapps.tasks import forecast
 
     model = export.load_keras(export_path)
     rows = weather_rows("EWR")[3000:3048]
     readings = np.array([[float(r[f]) if r[f] != "NA" else 0.0 for f in FEATURES] for r in rows], "float32")
     seconds = np.arange(48, dtype="float64") * 3600 + 1.37e9
-    out = model([readings[None], seconds[None]], training=False)
+    # The twin reads what the model reads: temp and dewp as departures (data.anomalies).
+    settings = {k.split(".")[1]: v for k, v in meta["recipe"].items() if k.startswith("data.")}
+    out = model([forecast.model_inputs(readings, settings)[None], seconds[None]], training=False)
     served = loaded.signatures["forecast"](readings=tf.constant(readings[None]), time=tf.constant(seconds[None]))
     probability = np.asarray(out["events"])[0, -1, :, 0]
     np.testing.assert_allclose(probability, served["forecast"].numpy()[0, :, 1], atol=1e-5)
@@ -431,6 +455,7 @@ def bad_files(tmp_path_factory):
         "unsorted timestamps": (write_csv(folder / "unsorted.csv", unsorted), []),
         "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
         "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
+        "angle as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["wind_dir"]']),
     }
 
 
@@ -442,6 +467,7 @@ EXPECTED = {
     "unsorted timestamps": "not sorted",
     "too little data": "too short",
     "bidirectional": "cannot read the future",
+    "angle as an anomaly": "data.anomalies: 'wind_dir' must be one of data.features and not an angle",
 }
 
 
@@ -493,6 +519,26 @@ def test_gaps_are_interpolated_angles_through_north_and_long_gaps_refused():
     frame["temp"] = np.nan
     with pytest.raises(UserError, match="'temp' has no values"):
         series.fill_gaps(frame, max_gap=2)
+
+
+def test_departures_from_an_exponential_trailing_mean_whole_or_one_step_at_a_time():
+    import pandas as pd
+    import tensorflow as tf
+
+    from nlpapps.data import series
+
+    x = np.random.default_rng(0).normal(20, 5, (2, 50, 3)).astype("float32")
+    none_yet = tf.fill([2, 1], np.nan)
+    whole, last = series.departures(tf.constant(x), [1], 0.1, none_yet)
+    mean = pd.DataFrame(x[:, :, 1].T).ewm(alpha=0.1, adjust=False).mean().to_numpy().T  # starts at the first
+    np.testing.assert_allclose(whole.numpy()[..., 1], x[..., 1] - mean, atol=1e-4)
+    np.testing.assert_array_equal(whole.numpy()[..., [0, 2]], x[..., [0, 2]])  # other columns as they are
+    np.testing.assert_allclose(last.numpy()[:, 0], mean[:, -1], rtol=1e-6)
+    state, steps = none_yet, []
+    for t in range(50):
+        out, state = series.departures(tf.constant(x[:, t : t + 1]), [1], 0.1, state)
+        steps.append(out.numpy())
+    np.testing.assert_allclose(np.concatenate(steps, 1), whole.numpy(), atol=1e-5)
 
 
 def test_pooled_stations_train_only_before_the_validation_period(weather_slice):

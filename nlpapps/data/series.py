@@ -321,6 +321,27 @@ def carry_forward(readings, last):
     return tf.transpose(filled, [1, 0, 2]), tf.cond(tf.shape(readings)[1] > 0, lambda: final[-1], lambda: last)
 
 
+def departures(readings, columns, alpha, mean):
+    """Readings [batch, time, features] with each feature of `columns` replaced by its departure
+    from its trailing mean, an exponential average (weight `alpha` on the newest reading) of that
+    feature; `mean` [batch, len(columns)] is the average before the first step, NaN where there is
+    none yet (the first reading starts it). The readings must be finite. Returns (the readings so
+    changed, the last mean): the mean is a stream's state, so one step at a time gives the same as
+    a whole sequence."""
+
+    def step(previous, x):
+        return tf.where(tf.math.is_finite(previous), previous + alpha * (x - previous), x)
+
+    picked = tf.transpose(tf.gather(readings, columns, axis=-1), [1, 0, 2])
+    means = tf.scan(step, picked, initializer=mean)
+    departed = tf.transpose(picked - means, [1, 0, 2])
+    n = readings.shape[-1]
+    kept = [i for i in range(n) if i not in columns]
+    order = [kept.index(i) if i in kept else len(kept) + columns.index(i) for i in range(n)]
+    out = tf.gather(tf.concat([tf.gather(readings, kept, axis=-1), departed], -1), order, axis=-1)
+    return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[-1], lambda: mean)
+
+
 def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, burn_in=0):
     """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
     `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several

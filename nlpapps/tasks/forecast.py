@@ -33,6 +33,12 @@ def check(recipe):
         raise UserError(f"train.burn_in = {recipe['train']['burn_in']}: must be 0 or more steps")
     if recipe["train"]["carry_state"] and recipe["train"]["burn_in"]:
         raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
+    d = recipe["data"]
+    if wrong := [f for f in d["anomalies"] if f not in d["features"] or f in d["angles"]]:
+        raise UserError(
+            f"data.anomalies: {wrong[0]!r} must be one of data.features and not an angle; "
+            f"features: {', '.join(d['features'])}; angles: {', '.join(d['angles']) or 'none'}"
+        )
     if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
         raise UserError(
             f"train.carry_state = true keeps each stream's state in one device's variables between batches, "
@@ -70,6 +76,7 @@ def prepare(recipe, log):
         f"data: {d['source']}: " + "; ".join(notes) + f"; {int((~observed.to_numpy()).sum())} missing values "
         f"interpolated; periods: train {a}, validation {b - a}, test {n - b} steps"
     )
+    readings = filled[d["features"]].to_numpy("float32")
     return {
         "frame": filled,
         "observed": observed,
@@ -78,9 +85,20 @@ def prepare(recipe, log):
         "future": future,
         "future_seen": future_seen,
         "bounds": (a, b, n),
-        "readings": filled[d["features"]].to_numpy("float32"),
+        "readings": readings,
+        "inputs": model_inputs(readings, d),
         "seconds": series.unix_seconds(filled.index),
     }
+
+
+def model_inputs(readings, d):
+    """What the model reads of readings [T, features]: data.anomalies as their departures from their
+    trailing mean over the series from its first step (series.departures), the rest as they are."""
+    columns = [d["features"].index(f) for f in d["anomalies"]]
+    if not columns:
+        return readings
+    start = tf.fill([1, len(columns)], np.nan)
+    return series.departures(readings[None], columns, 1 / d["anomaly_steps"], start)[0].numpy()[0]
 
 
 def other_stations(recipe, data, log, until=None):
@@ -107,9 +125,11 @@ def other_stations(recipe, data, log, until=None):
             continue  # nothing of this station's readings lies in the training period
         filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], origin)
         future, _ = series.target_arrays(filled, observed, data["targets"], horizon, d["event_window"])
+        readings = filled[d["features"]].to_numpy("float32")
         parts.append(
             {
-                "readings": filled[d["features"]].to_numpy("float32"),
+                "readings": readings,
+                "inputs": model_inputs(readings, d),
                 "seconds": series.unix_seconds(filled.index),
                 "future": future,
                 "targets": data["targets"],
@@ -308,9 +328,9 @@ def training_batches(recipe, data, parts, scale, stop):
     as the windows make. Returns (batches, batches per epoch)."""
     t, features, horizon = recipe["train"], recipe["data"]["features"], recipe["model"]["horizon"]
     count = recipe["model"]["ensemble"]
-    pieces = [(data["readings"], data["seconds"], member_targets(data, features, scale, count), stop - horizon)]
+    pieces = [(data["inputs"], data["seconds"], member_targets(data, features, scale, count), stop - horizon)]
     pieces += [
-        (p["readings"], p["seconds"], member_targets(p, features, scale, count), len(p["readings"]) - horizon)
+        (p["inputs"], p["seconds"], member_targets(p, features, scale, count), len(p["inputs"]) - horizon)
         for p in parts
     ]
     offsets = np.cumsum([0] + [len(readings) for readings, *_ in pieces])
@@ -352,7 +372,7 @@ def forecasts(model, data, features, scale):
     the test period follows what came before."""
     targets = data["targets"]
     kinds = np.array([threshold is None for _, _, threshold in targets])
-    out = model.predict([data["readings"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
+    out = model.predict([data["inputs"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
         parts[0] = (
@@ -367,11 +387,17 @@ def forecasts(model, data, features, scale):
 # ------------------------------------------------------------------------------------------- export
 
 
-def streaming_functions(model, features, targets, horizon, scale, start):
+def streaming_functions(model, d, targets, horizon, scale, start):
     """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`.
-    scale: (mean, std) of the quantities' changes [horizon, Kq]; start: the reading assumed before
-    the first one (the training means), from which missing readings are carried forward."""
+    d: the recipe's data settings; scale: (mean, std) of the quantities' changes [horizon, Kq];
+    start: the reading assumed before the first one (the training means), from which missing
+    readings are carried forward."""
+    features = d["features"]
     n_features = len(features)
+    # data.anomalies' trailing means: a state of the stream, as the readings' last values are.
+    departed = [features.index(f) for f in d["anomalies"]]
+    alpha = 1 / d["anomaly_steps"]
+    trailing = ["trailing_mean"] if departed else []
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
     count = sum(layer.name.startswith("stack") for layer in model.layers)
@@ -400,10 +426,19 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in layer_states]
 
+    def inputs(filled, *mean):
+        """The model's inputs of carried-forward readings and the trailing means after them (model_inputs):
+        `mean` holds the trailing means before them, or nothing without data.anomalies."""
+        if not departed:
+            return filled, ()
+        given, last = series.departures(filled, departed, alpha, mean[0])
+        return given, (last,)
+
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        x = encoder([filled, seconds])
+        none_yet = [tf.fill([batch, len(departed)], np.nan) for _ in trailing]
+        x = encoder([inputs(filled, *none_yet)[0], seconds])
         tops = [top([member(x, initial_state=zero_states(batch), training=False)[0], x]) for member, top in members]
         out = physical(tops, filled)
         return {"forecast": out[:, -1], "forecasts": out}
@@ -411,6 +446,7 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
+            **{name: tf.fill([batch_size, len(departed)], np.nan) for name in trailing},
             **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
@@ -418,15 +454,17 @@ def streaming_functions(model, features, targets, horizon, scale, start):
     # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+        given, means = inputs(last[:, None], *states[: len(trailing)])
+        states = states[len(trailing) :]
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
-        x = encoder([last[:, None], seconds[:, None]])
+        x = encoder([given, seconds[:, None]])
         tops, new = [], []
         for k, (member, top) in enumerate(members):
             y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
             tops.append(top([y[:, None], x]))
             new += member_new
         out = physical(tops, last[:, None])
-        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(names, new))}
+        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(trailing, means)), **dict(zip(names, new))}
 
     f = tf.float32
     state_specs = [tf.TensorSpec([None, stack.units], f, name=name) for name in names]
@@ -452,10 +490,11 @@ def streaming_functions(model, features, targets, horizon, scale, start):
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),
                 tf.TensorSpec([None, n_features], f, name="last_reading"),
+                *(tf.TensorSpec([None, len(departed)], f, name=name) for name in trailing),
                 *state_specs,
             ],
         ),
-    }, ["last_reading", *names]
+    }, ["last_reading", *trailing, *names]
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -567,13 +606,13 @@ def run(recipe, output_root, log=print):
     periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
     # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
     now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
-    encoder = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
+    encoder = series.fitted_encoder(data["inputs"][:a], data["seconds"][:a], angles, periods, now)
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     window = min(t["window"], a - horizon)
     burn_in = min(t["burn_in"], a)  # the validation windows warm up on the steps before them
     validation = series.windows(
-        data["readings"],
+        data["inputs"],
         data["seconds"],
         member_targets(data, features, scale, m["ensemble"]),
         [(a - burn_in, b - horizon)],
@@ -595,7 +634,9 @@ def run(recipe, output_root, log=print):
     workdir = training.run_dir(output_root, recipe)
     model, history, seconds = fit(recipe, data, encoder, scale, a, parts, validation, workdir)
     predicted = forecasts(model, data, features, scale)
-    encoded = np.asarray(encoder([data["readings"][None], data["seconds"][None]])[0])
+    # The regression reads the current reading as it is, whatever the model reads.
+    plain = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
+    encoded = np.asarray(plain([data["readings"][None], data["seconds"][None]])[0])
     season, season_name = season_of(data["interval"], n)
     # The validation period's scores: the ones to choose a recipe by (the test period's are for reporting).
     validation_rows = evaluate(data, predicted, encoded, season, horizon, d["event_window"], (a, b))[:2]
@@ -646,7 +687,7 @@ def run(recipe, output_root, log=print):
     headline = {f"{r['target']}_mae_h{r['h']}": r["model_mae"] for r in quantity_rows if r["h"] in (lead, horizon)}
     headline.update({f"{r['target']}_skill_h{r['h']}": r["model_skill"] for r in event_rows if r["h"] == 1})
     endpoints, state_names = streaming_functions(
-        model, features, targets, horizon, scale, tf.constant(np.nanmean(data["readings"][:a], 0), "float32")
+        model, d, targets, horizon, scale, tf.constant(np.nanmean(data["readings"][:a], 0), "float32")
     )
     metadata = {
         "features": [{"name": f, "unit": units.get(f, ""), "angle": f in d["angles"]} for f in features],
@@ -666,6 +707,11 @@ def run(recipe, output_root, log=print):
         "time_input": "unix seconds (UTC), float64, one per reading",
         "missing_readings": "NaN (or any non-finite value) in a reading is replaced by that feature's last "
         "finite value; before any, by its training mean",
+        "anomalies": {
+            "features": d["anomalies"],
+            "reading": "each is read as its departure from its trailing mean, an exponential average with weight "
+            f"1/{d['anomaly_steps']} on each new reading, started by the first reading; the state trailing_mean",
+        },
         "state": state_names,
         "station": d["station"] if d["station_column"] else "",
         "data": {
