@@ -467,7 +467,7 @@ EXPECTED = {
     "unsorted timestamps": "not sorted",
     "too little data": "too short",
     "bidirectional": "cannot read the future",
-    "angle as an anomaly": "data.anomalies: 'wind_dir' must be one of data.features and not an angle",
+    "angle as an anomaly": "data.anomalies: 'wind_dir' must be one of data.features, not an angle",
 }
 
 

@@ -333,13 +333,10 @@ def departures(readings, columns, alpha, mean):
         return tf.where(tf.math.is_finite(previous), previous + alpha * (x - previous), x)
 
     picked = tf.transpose(tf.gather(readings, columns, axis=-1), [1, 0, 2])
-    means = tf.scan(step, picked, initializer=mean)
-    departed = tf.transpose(picked - means, [1, 0, 2])
-    n = readings.shape[-1]
-    kept = [i for i in range(n) if i not in columns]
-    order = [kept.index(i) if i in kept else len(kept) + columns.index(i) for i in range(n)]
-    out = tf.gather(tf.concat([tf.gather(readings, kept, axis=-1), departed], -1), order, axis=-1)
-    return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[-1], lambda: mean)
+    means = tf.transpose(tf.scan(step, picked, initializer=mean), [1, 0, 2])
+    place = tf.constant(np.eye(readings.shape[-1], dtype="float32")[columns])  # each mean under its column
+    out = readings - tf.tensordot(means, place, 1)
+    return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[:, -1], lambda: mean)
 
 
 def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, burn_in=0):

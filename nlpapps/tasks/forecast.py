@@ -34,10 +34,11 @@ def check(recipe):
     if recipe["train"]["carry_state"] and recipe["train"]["burn_in"]:
         raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
     d = recipe["data"]
-    if wrong := [f for f in d["anomalies"] if f not in d["features"] or f in d["angles"]]:
+    events = [column for _, column, threshold in series.parse_targets(d["targets"]) if threshold is not None]
+    if wrong := [f for f in d["anomalies"] if f not in d["features"] or f in d["angles"] or f in events]:
         raise UserError(
-            f"data.anomalies: {wrong[0]!r} must be one of data.features and not an angle; "
-            f"features: {', '.join(d['features'])}; angles: {', '.join(d['angles']) or 'none'}"
+            f"data.anomalies: {wrong[0]!r} must be one of data.features, not an angle nor an event's column "
+            f"(whose level makes the event); features: {', '.join(d['features'])}"
         )
     if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
         raise UserError(
