@@ -37,7 +37,8 @@ def fold_scores(overrides, origin, length, total, seed):
     with tempfile.TemporaryDirectory() as folder:
         path = forecast.run(recipe, folder, log=lines.append)
         rows = json.loads((path / "metadata.json").read_text())["metrics"]["validation"]
-    start, end = next(line for line in lines if line.startswith("\nvalidation period:")).split(": ")[1].split(" to ")
+    printed = next(line for line in lines if line.startswith("\nvalidation period:"))
+    start, end = printed.split(": ", 1)[1].split(" (")[0].split(" to ")
     period = f"{start[:10]} to {end[:10]}"
     mae = {r["h"]: r["model_mae"] for r in rows["quantities"] if r["target"] == rows["quantities"][0]["target"]}
     skill = {r["h"]: r["model_skill"] for r in rows["events"] if r["target"] == rows["events"][0]["target"]}

@@ -59,7 +59,7 @@ def weather_slice(tmp_path_factory):
 @pytest.fixture(scope="session")
 def forecast_run(tmp_path_factory, weather_slice):
     root = tmp_path_factory.mktemp("forecast_models")
-    pooled = ["--set", 'data.train_stations=["EWR","JFK"]', "--set", 'data.anomalies=["temp","dewp"]']
+    pooled = ["--set", 'data.train_stations=["EWR","JFK"]']
     result = invoke(["run", "forecast", "--data", weather_slice, *SMALL, *pooled, "--output", root])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     return root / "forecast" / "1", result.output
@@ -90,6 +90,7 @@ def test_run_prints_both_tables_against_the_baselines(forecast_run):
     assert output.rstrip().endswith(f"exported forecast model to {path}")
     assert "station EWR" in output and "every 1 hour" in output
     assert "pooled: the training period of station JFK" in output
+    assert "temp, dewp as departures from their trailing mean" in output
     quantities = output[output.index("quantities, in the data's units") : output.index("events (skill")]
     assert "seasonal: one day earlier, 24 steps" in quantities
     for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
@@ -219,6 +220,7 @@ def test_the_same_weather_warmer_gets_the_same_forecast_warmer(loaded):
 
 def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_forecast(weather_slice, tmp_path):
     small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "model.ensemble=2", "--set", "data.train_stations=[]"]
+    small += ["--set", "data.anomalies=[]"]  # every reading as it is: no trailing mean in the state
     result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     path = tmp_path / "forecast" / "1"
@@ -431,7 +433,8 @@ def test_a_daily_csv_with_other_column_names_trains_with_settings_alone(tmp_path
     assert "every 1 day" in result.output and "one week earlier, 7 steps" in result.output
     meta = json.loads((root / "forecast" / "1" / "metadata.json").read_text())
     assert meta["interval"] == "1 day" and [t["name"] for t in meta["targets"]] == ["tmean", "rain>0"]
-    assert meta["state"] == ["last_reading", "h1", "h1_2"]  # the default recipe's two members
+    assert meta["state"] == ["last_reading", "h1", "h1_2"]  # two members; no temp or dewp to read as departures
+    assert "as departures" not in result.output
     assert meta["station"] in ("EWR", "")
 
 
@@ -456,6 +459,7 @@ def bad_files(tmp_path_factory):
         "too little data": (write_csv(folder / "short.csv", rows[:40]), []),
         "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
         "angle as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["wind_dir"]']),
+        "event column as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["temp","precip"]']),
     }
 
 
@@ -467,7 +471,8 @@ EXPECTED = {
     "unsorted timestamps": "not sorted",
     "too little data": "too short",
     "bidirectional": "cannot read the future",
-    "angle as an anomaly": "data.anomalies: 'wind_dir' must be one of data.features, not an angle",
+    "angle as an anomaly": "data.anomalies: 'wind_dir' is an angle or an event's column",
+    "event column as an anomaly": "data.anomalies: 'precip' is an angle or an event's column",
 }
 
 

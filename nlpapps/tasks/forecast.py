@@ -35,10 +35,10 @@ def check(recipe):
         raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
     d = recipe["data"]
     events = [column for _, column, threshold in series.parse_targets(d["targets"]) if threshold is not None]
-    if wrong := [f for f in d["anomalies"] if f not in d["features"] or f in d["angles"] or f in events]:
+    if wrong := [f for f in departed(d) if f in d["angles"] or f in events]:
         raise UserError(
-            f"data.anomalies: {wrong[0]!r} must be one of data.features, not an angle nor an event's column "
-            f"(whose level makes the event); features: {', '.join(d['features'])}"
+            f"data.anomalies: {wrong[0]!r} is an angle or an event's column (whose level makes the event), "
+            f"which cannot be read as a departure from its mean; leave it out of data.anomalies"
         )
     if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
         raise UserError(
@@ -92,10 +92,16 @@ def prepare(recipe, log):
     }
 
 
+def departed(d):
+    """The features of data.anomalies that are among data.features (so the default's temp and dewp
+    need no change for a file without a dew point): the ones read as departures."""
+    return [f for f in d["anomalies"] if f in d["features"]]
+
+
 def model_inputs(readings, d):
-    """What the model reads of readings [T, features]: data.anomalies as their departures from their
-    trailing mean over the series from its first step (series.departures), the rest as they are."""
-    columns = [d["features"].index(f) for f in d["anomalies"]]
+    """What the model reads of readings [T, features]: the departed(d) features as their departures from
+    their trailing mean over the series from its first step (series.departures), the rest as they are."""
+    columns = [d["features"].index(f) for f in departed(d)]
     if not columns:
         return readings
     start = tf.fill([1, len(columns)], np.nan)
@@ -396,9 +402,9 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     features = d["features"]
     n_features = len(features)
     # data.anomalies' trailing means: a state of the stream, as the readings' last values are.
-    departed = [features.index(f) for f in d["anomalies"]]
+    columns = [features.index(f) for f in departed(d)]
     alpha = 1 / d["anomaly_steps"]
-    trailing = ["trailing_mean"] if departed else []
+    trailing = ["trailing_mean"] if columns else []
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
     count = sum(layer.name.startswith("stack") for layer in model.layers)
@@ -430,15 +436,15 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     def inputs(filled, *mean):
         """The model's inputs of carried-forward readings and the trailing means after them (model_inputs):
         `mean` holds the trailing means before them, or nothing without data.anomalies."""
-        if not departed:
+        if not columns:
             return filled, ()
-        given, last = series.departures(filled, departed, alpha, mean[0])
+        given, last = series.departures(filled, columns, alpha, mean[0])
         return given, (last,)
 
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        none_yet = [tf.fill([batch, len(departed)], np.nan) for _ in trailing]
+        none_yet = [tf.fill([batch, len(columns)], np.nan) for _ in trailing]
         x = encoder([inputs(filled, *none_yet)[0], seconds])
         tops = [top([member(x, initial_state=zero_states(batch), training=False)[0], x]) for member, top in members]
         out = physical(tops, filled)
@@ -447,7 +453,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **{name: tf.fill([batch_size, len(departed)], np.nan) for name in trailing},
+            **{name: tf.fill([batch_size, len(columns)], np.nan) for name in trailing},
             **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
@@ -491,7 +497,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),
                 tf.TensorSpec([None, n_features], f, name="last_reading"),
-                *(tf.TensorSpec([None, len(departed)], f, name=name) for name in trailing),
+                *(tf.TensorSpec([None, len(columns)], f, name=name) for name in trailing),
                 *state_specs,
             ],
         ),
@@ -627,7 +633,9 @@ def run(recipe, output_root, log=print):
     parts = other_stations(recipe, data, log)
     log(
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
-        f"(time of {' and of '.join(periods) or 'nothing'}); sequences of {window} steps "
+        f"(time of {' and of '.join(periods) or 'nothing'}"
+        + (f"; {', '.join(departed(d))} as departures from their trailing mean" if departed(d) else "")
+        + f"); sequences of {window} steps "
         + (f"carried through {t['batch_size']} streams" if t["carry_state"] else f"every {t['stride']}")
         + (f" after {t['burn_in']} steps of burn-in" if t["burn_in"] else "")
         + f", horizon {horizon}"
@@ -709,7 +717,7 @@ def run(recipe, output_root, log=print):
         "missing_readings": "NaN (or any non-finite value) in a reading is replaced by that feature's last "
         "finite value; before any, by its training mean",
         "anomalies": {
-            "features": d["anomalies"],
+            "features": departed(d),
             "reading": "each is read as its departure from its trailing mean, an exponential average with weight "
             f"1/{d['anomaly_steps']} on each new reading, started by the first reading; the state trailing_mean",
         },
