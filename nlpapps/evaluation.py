@@ -151,11 +151,11 @@ def plot_confusion(y_true, y_pred, labels, path, matrix=None):
 
 
 def errors(truth, predicted):
-    """MAE and RMSE over the finite truth values."""
+    """MAE, RMSE and bias (the mean of predicted − truth: above zero, too high) over the finite truth values."""
     truth, predicted = np.asarray(truth, float), np.asarray(predicted, float)
     keep = np.isfinite(truth)
-    diff = truth[keep] - predicted[keep]
-    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff**2).mean()))}
+    diff = predicted[keep] - truth[keep]
+    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff**2).mean())), "bias": float(diff.mean())}
 
 
 def persistence(values, horizon):

@@ -93,7 +93,7 @@ def test_run_prints_both_tables_against_the_baselines(forecast_run):
     assert "temp, dewp as departures from their trailing mean" in output
     quantities = output[output.index("quantities, in the data's units") : output.index("events (skill")]
     assert "seasonal: one day earlier, 24 steps" in quantities
-    for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse"):
+    for word in ("model_mae", "persistence_mae", "seasonal_mae", "model_rmse", "model_bias"):
         assert word in quantities
     assert [line.split()[:2] for line in quantities.splitlines()[3:]] == [["temp", h] for h in ("1", "3", "6")]
     validation = output[output.index("validation period") : output.index("test period")]  # to choose recipes by
@@ -130,6 +130,7 @@ def test_metadata_names_features_targets_units_and_interval(meta):
     assert [r["h"] for r in rows] == [1, 3, 6]
     for row in rows:
         assert 0 < row["persistence_mae"] <= row["persistence_rmse"]
+        assert abs(row["model_bias"]) <= row["model_mae"] and abs(row["seasonal_bias"]) <= row["seasonal_mae"]
     # persistence is nearly right one hour ahead and worse six hours ahead
     assert rows[0]["persistence_mae"] < rows[-1]["persistence_mae"]
     for row in meta["metrics"]["events"]:

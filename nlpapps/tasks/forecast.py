@@ -529,7 +529,7 @@ def evaluate(data, predicted, encoded, season, horizon, event_window, period=Non
                 row = {"target": name, "h": h}
                 for label, forecast in (("model", predicted[:, :, k]), *baselines.items()):
                     scores = evaluation.errors(truth[test, h - 1, k], forecast[test, h - 1])
-                    row[f"{label}_mae"], row[f"{label}_rmse"] = scores["mae"], scores["rmse"]
+                    row.update({f"{label}_{name}": value for name, value in scores.items()})
                 quantity_rows.append(row)
             plots[name] = baselines["persistence"]
             continue
@@ -673,9 +673,10 @@ def run(recipe, output_root, log=print):
         f"\nvalidation period: {data['frame'].index[a]} to {data['frame'].index[b - 1]} ({b - a} steps), the one "
         f"to compare recipes by (MAE in the data's units, Brier skill)"
     )
+    shown = ("_mae", "_bias", "_skill")
     for rows in validation_rows:
         if rows:
-            log(evaluation.table(rows, [c for c in rows[0] if c in ("target", "h") or c.endswith(("_mae", "_skill"))]))
+            log(evaluation.table(rows, [c for c in rows[0] if c in ("target", "h") or c.endswith(shown)]))
     log(
         f"\ntest period: {data['frame'].index[b]} to {data['frame'].index[-1]} ({n - b} steps of {interval}); "
         f"training took {seconds + refit.get('train_seconds', 0):.0f} s"
