@@ -28,21 +28,17 @@ HORIZONS = (1, 3, 6, 12, 24)
 
 def fold_scores(overrides, origin, length, total, seed):
     """Validation MAE and skill by horizon of the recipe's validated fit trained on the steps before
-    `origin` and scored on the `length` after it, and that period as printed."""
+    `origin` and scored on the `length` after it."""
     split = f"data.split=[{origin}, {length}, {total - origin - length}]"
     recipe = recipes.load("forecast", [*overrides, split, "train.refit=false", f"train.seed={seed}"])
-    lines = []
     keras.backend.clear_session()
     training.seed_everything(seed)
     with tempfile.TemporaryDirectory() as folder:
-        path = forecast.run(recipe, folder, log=lines.append)
+        path = forecast.run(recipe, folder, log=lambda line: None)
         rows = json.loads((path / "metadata.json").read_text())["metrics"]["validation"]
-    printed = next(line for line in lines if line.startswith("\nvalidation period:"))
-    start, end = printed.split(": ", 1)[1].split(" (")[0].split(" to ")
-    period = f"{start[:10]} to {end[:10]}"
     mae = {r["h"]: r["model_mae"] for r in rows["quantities"] if r["target"] == rows["quantities"][0]["target"]}
     skill = {r["h"]: r["model_skill"] for r in rows["events"] if r["target"] == rows["events"][0]["target"]}
-    return mae, skill, period
+    return mae, skill
 
 
 def main():
@@ -55,7 +51,8 @@ def main():
     )
     args = parser.parse_args()
     base = recipes.load("forecast", args.set)
-    a, b, n = forecast.prepare(base, log=lambda line: None)["bounds"]
+    data = forecast.prepare(base, log=lambda line: None)
+    a, b, n = data["bounds"]
     length = b - a
     origins = [a - k * length for k in reversed(range(args.folds))]
     if origins[0] < length:
@@ -63,10 +60,11 @@ def main():
     recipes_tried = {"baseline": args.set, **{c: [*args.set, *c.split()] for c in args.candidate}}
     rows = []
     for origin in origins:
+        period = f"{data['frame'].index[origin]:%Y-%m-%d} to {data['frame'].index[origin + length - 1]:%Y-%m-%d}"
         for seed in (int(s) for s in args.seeds.split(",")):
             reference = None
             for name, overrides in recipes_tried.items():
-                mae, skill, period = fold_scores(overrides, origin, length, n, seed)
+                mae, skill = fold_scores(overrides, origin, length, n, seed)
                 reference = reference or mae
                 row = {"recipe": name, "period": period, "seed": seed}
                 row.update({f"mae_{h}": mae[h] for h in HORIZONS if h in mae})

@@ -77,7 +77,6 @@ def prepare(recipe, log):
         f"data: {d['source']}: " + "; ".join(notes) + f"; {int((~observed.to_numpy()).sum())} missing values "
         f"interpolated; periods: train {a}, validation {b - a}, test {n - b} steps"
     )
-    readings = filled[d["features"]].to_numpy("float32")
     return {
         "frame": filled,
         "observed": observed,
@@ -86,10 +85,14 @@ def prepare(recipe, log):
         "future": future,
         "future_seen": future_seen,
         "bounds": (a, b, n),
-        "readings": readings,
-        "inputs": model_inputs(readings, d),
-        "seconds": series.unix_seconds(filled.index),
+        **step_arrays(filled, d),
     }
+
+
+def step_arrays(filled, d):
+    """A filled series' readings [T, features], what the model reads of them, and their unix seconds."""
+    readings = filled[d["features"]].to_numpy("float32")
+    return {"readings": readings, "inputs": model_inputs(readings, d), "seconds": series.unix_seconds(filled.index)}
 
 
 def departed(d):
@@ -132,16 +135,7 @@ def other_stations(recipe, data, log, until=None):
             continue  # nothing of this station's readings lies in the training period
         filled, observed = series.fill_gaps(frame, d["max_gap"], d["angles"], origin)
         future, _ = series.target_arrays(filled, observed, data["targets"], horizon, d["event_window"])
-        readings = filled[d["features"]].to_numpy("float32")
-        parts.append(
-            {
-                "readings": readings,
-                "inputs": model_inputs(readings, d),
-                "seconds": series.unix_seconds(filled.index),
-                "future": future,
-                "targets": data["targets"],
-            }
-        )
+        parts.append({**step_arrays(filled, d), "future": future, "targets": data["targets"]})
         log(f"pooled: the training period of station {station}, {len(frame)} steps")
     return parts
 
