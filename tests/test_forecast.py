@@ -260,9 +260,11 @@ def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_se
     weather_slice, tmp_path
 ):
     small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
+    small += ["--set", 'data.anomalies_too=["pressure"]']  # its trailing mean joins temp's and dewp's in the state
     result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
+    assert "pressure as levels and departures" in result.output
     path = tmp_path / "forecast" / "1"
     assert json.loads((path / "metadata.json").read_text())["refit"] == {}
     rows = weather_rows("EWR")[5000:5020]
@@ -461,6 +463,7 @@ def bad_files(tmp_path_factory):
         "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
         "angle as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["wind_dir"]']),
         "event column as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["temp","precip"]']),
+        "an anomaly twice": (folder / "ok.csv", ["--set", 'data.anomalies_too=["pressure","temp"]']),
     }
 
 
@@ -474,6 +477,7 @@ EXPECTED = {
     "bidirectional": "cannot read the future",
     "angle as an anomaly": "data.anomalies: 'wind_dir' is an angle or an event's column",
     "event column as an anomaly": "data.anomalies: 'precip' is an angle or an event's column",
+    "an anomaly twice": "data.anomalies_too: 'temp' is an angle or already in data.anomalies",
 }
 
 
@@ -545,6 +549,18 @@ def test_departures_from_an_exponential_trailing_mean_whole_or_one_step_at_a_tim
         out, state = series.departures(tf.constant(x[:, t : t + 1]), [1], 0.1, state)
         steps.append(out.numpy())
     np.testing.assert_allclose(np.concatenate(steps, 1), whole.numpy(), atol=1e-5)
+
+
+def test_a_feature_of_anomalies_too_is_read_as_its_level_and_its_departure_after_the_features():
+    from nlpapps.tasks import forecast
+
+    x = np.random.default_rng(0).normal(20, 5, (50, 3)).astype("float32")
+    d = {"features": ["a", "b", "c"], "anomalies": ["a"], "anomalies_too": ["c"], "anomaly_steps": 10}
+    read = forecast.model_inputs(x, d)
+    alone = forecast.model_inputs(x, {**d, "anomalies": ["a", "c"], "anomalies_too": []})
+    assert read.shape == (50, 4)
+    np.testing.assert_array_equal(read[:, 1:3], x[:, 1:3])  # b and c as they are
+    np.testing.assert_allclose(read[:, [0, 3]], alone[:, [0, 2]], atol=1e-6)  # a's and c's departures
 
 
 def test_pooled_stations_train_only_before_the_validation_period(weather_slice):

@@ -40,6 +40,11 @@ def check(recipe):
             f"data.anomalies: {wrong[0]!r} is an angle or an event's column (whose level makes the event), "
             f"which cannot be read as a departure from its mean; leave it out of data.anomalies"
         )
+    if wrong := [f for f in d["anomalies_too"] if f in d["anomalies"] or f in d["angles"]]:
+        raise UserError(
+            f"data.anomalies_too: {wrong[0]!r} is an angle or already in data.anomalies (read as a departure "
+            f"alone); leave it out of one of them"
+        )
     if recipe["train"]["carry_state"] and recipe["train"]["strategy"] != "default":
         raise UserError(
             f"train.carry_state = true keeps each stream's state in one device's variables between batches, "
@@ -101,14 +106,31 @@ def departed(d):
     return [f for f in d["anomalies"] if f in d["features"]]
 
 
+def also_departed(d):
+    """The features of data.anomalies_too that are among data.features: read as their level and, after
+    the features, as their departure too."""
+    return [f for f in d["anomalies_too"] if f in d["features"]]
+
+
 def model_inputs(readings, d):
-    """What the model reads of readings [T, features]: the departed(d) features as their departures from
-    their trailing mean over the series from its first step (series.departures), the rest as they are."""
-    columns = [d["features"].index(f) for f in departed(d)]
+    """What the model reads of readings [T, features] (read_readings), over the series from its first step."""
+    none_yet = tf.fill([1, len(departed(d) + also_departed(d))], np.nan)
+    return np.asarray(read_readings(tf.constant(readings[None]), d, none_yet)[0][0])
+
+
+def read_readings(filled, d, mean):
+    """What the model reads of carried-forward readings [batch, T, features], and the trailing means after
+    them (a stream's state; `mean`: those before them, NaN where none yet): the departed(d) features as
+    their departures from their trailing mean (series.departures), those of also_departed(d) as they are
+    with their departures appended after the features, the rest as they are."""
+    features = d["features"]
+    columns = [features.index(f) for f in departed(d) + also_departed(d)]
     if not columns:
-        return readings
-    start = tf.fill([1, len(columns)], np.nan)
-    return series.departures(readings[None], columns, 1 / d["anomaly_steps"], start)[0].numpy()[0]
+        return filled, mean
+    out, last = series.departures(filled, columns, 1 / d["anomaly_steps"], mean)
+    kept = np.array([features.index(f) for f in also_departed(d)], "int32")
+    levels = np.isin(np.arange(len(features)), kept)
+    return tf.concat([tf.where(levels, filled, out), tf.gather(out, kept, axis=-1)], -1), last
 
 
 def other_stations(recipe, data, log, until=None):
@@ -360,7 +382,7 @@ def fit(recipe, data, encoder, scale, stop, parts, validation, workdir, epochs=N
     t = recipe["train"]
     batches, steps = training_batches(recipe, data, parts, scale, stop)
     with training.strategy(recipe).scope():
-        trainer, model = build(encoder, len(recipe["data"]["features"]), data["targets"], recipe["model"], t, steps)
+        trainer, model = build(encoder, data["inputs"].shape[1], data["targets"], recipe["model"], t, steps)
     settings = t if epochs is None else {**t, "epochs": epochs, "patience": epochs}
     start = time.perf_counter()
     history = training.fit(trainer, batches, validation, settings, workdir, restore_best=epochs is None)
@@ -395,10 +417,9 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     readings are carried forward."""
     features = d["features"]
     n_features = len(features)
-    # data.anomalies' trailing means: a state of the stream, as the readings' last values are.
-    columns = [features.index(f) for f in departed(d)]
-    alpha = 1 / d["anomaly_steps"]
-    trailing = ["trailing_mean"] if columns else []
+    # data.anomalies' (and anomalies_too's) trailing means: a state of the stream, as the readings' last values are.
+    means = len(departed(d) + also_departed(d))
+    trailing = ["trailing_mean"] if means else []
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
     count = sum(layer.name.startswith("stack") for layer in model.layers)
@@ -427,19 +448,10 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     def zero_states(batch):
         return [tf.zeros([batch, stack.units]) for _ in layer_states]
 
-    def inputs(filled, *mean):
-        """The model's inputs of carried-forward readings and the trailing means after them (model_inputs):
-        `mean` holds the trailing means before them, or nothing without data.anomalies."""
-        if not columns:
-            return filled, ()
-        given, last = series.departures(filled, columns, alpha, mean[0])
-        return given, (last,)
-
     def forecast(readings, seconds):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        none_yet = [tf.fill([batch, len(columns)], np.nan) for _ in trailing]
-        x = encoder([inputs(filled, *none_yet)[0], seconds])
+        x = encoder([read_readings(filled, d, tf.fill([batch, means], np.nan))[0], seconds])
         tops = [top([member(x, initial_state=zero_states(batch), training=False)[0], x]) for member, top in members]
         out = physical(tops, filled)
         return {"forecast": out[:, -1], "forecasts": out}
@@ -447,7 +459,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **{name: tf.fill([batch_size, len(columns)], np.nan) for name in trailing},
+            **{name: tf.fill([batch_size, means], np.nan) for name in trailing},
             **{name: tf.zeros([batch_size, stack.units]) for name in names},
         }
 
@@ -455,7 +467,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-        given, means = inputs(last[:, None], *states[: len(trailing)])
+        given, mean = read_readings(last[:, None], d, states[0] if trailing else None)
         states = states[len(trailing) :]
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
         x = encoder([given, seconds[:, None]])
@@ -465,7 +477,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
             tops.append(top([y[:, None], x]))
             new += member_new
         out = physical(tops, last[:, None])
-        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(trailing, means)), **dict(zip(names, new))}
+        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(trailing, [mean])), **dict(zip(names, new))}
 
     f = tf.float32
     state_specs = [tf.TensorSpec([None, stack.units], f, name=name) for name in names]
@@ -491,7 +503,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),
                 tf.TensorSpec([None, n_features], f, name="last_reading"),
-                *(tf.TensorSpec([None, len(columns)], f, name=name) for name in trailing),
+                *(tf.TensorSpec([None, means], f, name=name) for name in trailing),
                 *state_specs,
             ],
         ),
@@ -607,7 +619,8 @@ def run(recipe, output_root, log=print):
     periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
     # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
     now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
-    encoder = series.fitted_encoder(data["inputs"][:a], data["seconds"][:a], angles, periods, now)
+    read_angles = angles + [False] * len(also_departed(d))  # the appended departures are no angles
+    encoder = series.fitted_encoder(data["inputs"][:a], data["seconds"][:a], read_angles, periods, now)
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
     window = min(t["window"], a - horizon)
@@ -629,6 +642,7 @@ def run(recipe, output_root, log=print):
         f"targets: {', '.join(name for name, _, _ in targets)}; {len(features)} features → {encoder.width} encoded "
         f"(time of {' and of '.join(periods) or 'nothing'}"
         + (f"; {', '.join(departed(d))} as departures from their trailing mean" if departed(d) else "")
+        + (f"; {', '.join(also_departed(d))} as levels and departures" if also_departed(d) else "")
         + f"); sequences of {window} steps "
         + (f"carried through {t['batch_size']} streams" if t["carry_state"] else f"every {t['stride']}")
         + (f" after {t['burn_in']} steps of burn-in" if t["burn_in"] else "")
@@ -713,8 +727,10 @@ def run(recipe, output_root, log=print):
         "finite value; before any, by its training mean",
         "anomalies": {
             "features": departed(d),
-            "reading": "each is read as its departure from its trailing mean, an exponential average with weight "
-            f"1/{d['anomaly_steps']} on each new reading, started by the first reading; the state trailing_mean",
+            "with_levels": also_departed(d),
+            "reading": "each of features is read as its departure from its trailing mean, an exponential average "
+            f"with weight 1/{d['anomaly_steps']} on each new reading, started by the first reading; each of "
+            "with_levels as its level and its departure; the state trailing_mean, features then with_levels",
         },
         "state": state_names,
         "station": d["station"] if d["station_column"] else "",
