@@ -472,7 +472,8 @@ class StepTwin(nn.Module):
 
 
 def forecast_rows(models, rounds, quick, table):
-    path = export_of("forecast", models, ["model.ensemble=1"])  # the twin is one member's step
+    # The twin is one member's step on the raw readings, with one state running on.
+    path = export_of("forecast", models, ["model.ensemble=1", "data.anomalies=[]", "model.memory=0"])
     meta = export.metadata(path, "forecast")
     loaded = tf.saved_model.load(str(path))
     step = loaded.signatures["step"]

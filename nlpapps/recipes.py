@@ -98,6 +98,7 @@ RULES = {
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),
     "model.ensemble": _at_least(1),
+    "model.memory": _at_least(0),
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),

@@ -261,12 +261,14 @@ def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_se
 ):
     small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
     small += ["--set", 'data.anomalies_too=["pressure"]']  # its trailing mean joins temp's and dewp's in the state
+    small += ["--set", "model.memory=8"]  # 20 readings: each copy of the state restarts from zeros twice or more
     result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
     assert "pressure as levels and departures" in result.output
     path = tmp_path / "forecast" / "1"
-    assert json.loads((path / "metadata.json").read_text())["refit"] == {}
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["refit"] == {} and meta["state"] == ["last_reading", "trailing_mean", "readings_seen", "h1", "relay_h1"]
     rows = weather_rows("EWR")[5000:5020]
     readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
     import pandas as pd
@@ -549,6 +551,21 @@ def test_departures_from_an_exponential_trailing_mean_whole_or_one_step_at_a_tim
         out, state = series.departures(tf.constant(x[:, t : t + 1]), [1], 0.1, state)
         steps.append(out.numpy())
     np.testing.assert_allclose(np.concatenate(steps, 1), whole.numpy(), atol=1e-5)
+
+
+def test_a_bounded_memory_forecasts_each_step_from_the_frame_that_has_read_the_most():
+    """relay_frames and relay_pick against their definition: at step t, the sequence from step
+    max(0, (t // half - 1) * half) to t read from scratch (here a running sum)."""
+    import tensorflow as tf
+
+    from nlpapps.data import series
+
+    x = np.random.default_rng(0).normal(size=(2, 23, 1)).astype("float32")
+    frames = series.relay_frames(tf.constant(x), 4)
+    assert frames.shape == (2 * 6, 8, 1)
+    picked = series.relay_pick(tf.cumsum(frames, axis=1), 4, 2, 23).numpy()
+    expected = [[x[b, max(0, (t // 4 - 1) * 4) : t + 1].sum(0) for t in range(23)] for b in range(2)]
+    np.testing.assert_allclose(picked, np.array(expected), atol=1e-5)
 
 
 def test_a_feature_of_anomalies_too_is_read_as_its_level_and_its_departure_after_the_features():

@@ -339,6 +339,24 @@ def departures(readings, columns, alpha, mean):
     return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[:, -1], lambda: mean)
 
 
+def relay_frames(x, half):
+    """Sequences [batch, T, ...] as a stream with bounded memory reads them: frames of 2*half steps
+    starting every `half` steps (the last ones zero-padded), [batch * frames, 2*half, ...]."""
+    frames = tf.signal.frame(x, 2 * half, half, pad_end=True, axis=1)
+    return tf.reshape(frames, tf.concat([[-1, 2 * half], tf.shape(x)[2:]], 0))
+
+
+def relay_pick(y, half, batch, steps):
+    """Outputs [batch * frames, 2*half, ...] of relay_frames' frames back to [batch, steps, ...]: at step t
+    the frame that has read the most steps, from half + 1 to 2*half (fewer only in the first half of
+    the sequence): frame max(0, t // half - 1)."""
+    frames = (steps + half - 1) // half
+    y = tf.reshape(y, tf.concat([[batch, frames * 2 * half], tf.shape(y)[2:]], 0))
+    t = tf.range(steps)
+    k = tf.maximum(0, t // half - 1)
+    return tf.gather(y, k * half + t, axis=1)
+
+
 def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, burn_in=0):
     """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
     `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several

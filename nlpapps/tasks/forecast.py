@@ -31,6 +31,11 @@ def check(recipe):
         raise UserError("model.bidirectional = true: a streaming forecast cannot read the future; set it to false")
     if recipe["train"]["burn_in"] < 0:
         raise UserError(f"train.burn_in = {recipe['train']['burn_in']}: must be 0 or more steps")
+    if recipe["model"]["memory"] % 2:
+        raise UserError(
+            f"model.memory = {recipe['model']['memory']}: must be 0 or even (two copies of the state restart "
+            f"half of it apart)"
+        )
     if recipe["train"]["carry_state"] and recipe["train"]["burn_in"]:
         raise UserError("train.carry_state and train.burn_in both warm the state up: set one of them")
     d = recipe["data"]
@@ -389,13 +394,18 @@ def fit(recipe, data, encoder, scale, stop, parts, validation, workdir, epochs=N
     return model, history, time.perf_counter() - start
 
 
-def forecasts(model, data, features, scale):
+def forecasts(model, data, features, scale, memory):
     """The model's forecasts after every step of the series, in physical units and the recipe's
     target order, float[T, horizon, K]; scored as it is served: one stream over the whole series, so
-    the test period follows what came before."""
+    the test period follows what came before (with model.memory, each forecast from its frame)."""
     targets = data["targets"]
     kinds = np.array([threshold is None for _, _, threshold in targets])
-    out = model.predict([data["inputs"][None], data["seconds"][None]], verbose=0)  # compiled, not eager steps
+    x, seconds = data["inputs"][None], data["seconds"][None]
+    if memory:
+        x, seconds = series.relay_frames(x, memory // 2), series.relay_frames(seconds, memory // 2)
+    out = model.predict([x, seconds], verbose=0)  # compiled, not eager steps
+    if memory:
+        out = {k: series.relay_pick(v, memory // 2, 1, len(data["inputs"])) for k, v in out.items()}
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
         parts[0] = (
@@ -410,11 +420,11 @@ def forecasts(model, data, features, scale):
 # ------------------------------------------------------------------------------------------- export
 
 
-def streaming_functions(model, d, targets, horizon, scale, start):
+def streaming_functions(model, d, targets, horizon, scale, start, memory):
     """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`.
     d: the recipe's data settings; scale: (mean, std) of the quantities' changes [horizon, Kq];
     start: the reading assumed before the first one (the training means), from which missing
-    readings are carried forward."""
+    readings are carried forward; memory: model.memory."""
     features = d["features"]
     n_features = len(features)
     # data.anomalies' (and anomalies_too's) trailing means: a state of the stream, as the readings' last values are.
@@ -431,6 +441,11 @@ def streaming_functions(model, d, targets, horizon, scale, start):
     per_member = stack.states_per_layer * stack.depth
     layer_states = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(per_member)]
     names = [f"{name}{suffix}" for suffix in member_suffixes(len(members)) for name in layer_states]
+    # model.memory: a second copy of every member's state (relay_...), the two restarting from zeros
+    # every `memory` readings, half of it apart; each forecast comes from the one that has read more.
+    half = memory // 2
+    relay = ["readings_seen"] if memory else []
+    copies = [*names, *(f"relay_{name}" for name in names)] if memory else names
 
     def physical(top_outs, filled):
         """The members' head outputs averaged, in physical units, in the recipe's target order."""
@@ -452,7 +467,12 @@ def streaming_functions(model, d, targets, horizon, scale, start):
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
         x = encoder([read_readings(filled, d, tf.fill([batch, means], np.nan))[0], seconds])
-        tops = [top([member(x, initial_state=zero_states(batch), training=False)[0], x]) for member, top in members]
+        framed = series.relay_frames(x, half) if memory else x
+        rows = tf.shape(framed)[0]
+        tops = [top([run(framed, initial_state=zero_states(rows), training=False)[0], framed]) for run, top in members]
+        if memory:
+            steps = tf.shape(readings)[1]
+            tops = [{kind: series.relay_pick(v, half, batch, steps) for kind, v in out.items()} for out in tops]
         out = physical(tops, filled)
         return {"forecast": out[:, -1], "forecasts": out}
 
@@ -460,7 +480,8 @@ def streaming_functions(model, d, targets, horizon, scale, start):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
             **{name: tf.fill([batch_size, means], np.nan) for name in trailing},
-            **{name: tf.zeros([batch_size, stack.units]) for name in names},
+            **{name: tf.zeros([batch_size], tf.int32) for name in relay},
+            **{name: tf.zeros([batch_size, stack.units]) for name in copies},
         }
 
     # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
@@ -471,16 +492,39 @@ def streaming_functions(model, d, targets, horizon, scale, start):
         states = states[len(trailing) :]
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
         x = encoder([given, seconds[:, None]])
+        batch = tf.shape(reading)[0]
+        if memory:  # both copies as one batch of twice the rows: hardly more work than one
+            seen, states = states[0], states[1:]
+            phase = seen % (2 * half)
+            restart = tf.concat([phase == 0, phase == half], 0)[:, None]
+            pairs = zip(states[: len(names)], states[len(names) :])
+            states = [tf.where(restart, 0.0, tf.concat(pair, 0)) for pair in pairs]
+            x = tf.concat([x, x], 0)
         tops, new = [], []
         for k, (member, top) in enumerate(members):
             y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
             tops.append(top([y[:, None], x]))
             new += member_new
+        relayed = {}
+        if memory:
+            older = ((seen >= half) & (phase < half))[:, None, None, None]  # the relay copy has read more
+            tops = [{kind: tf.where(older, v[batch:], v[:batch]) for kind, v in out.items()} for out in tops]
+            new = [s[:batch] for s in new] + [s[batch:] for s in new]
+            relayed = {"readings_seen": seen + 1}
         out = physical(tops, last[:, None])
-        return {"forecast": out[:, 0], "last_reading": last, **dict(zip(trailing, [mean])), **dict(zip(names, new))}
+        return {
+            "forecast": out[:, 0],
+            "last_reading": last,
+            **dict(zip(trailing, [mean])),
+            **relayed,
+            **dict(zip(copies, new)),
+        }
 
     f = tf.float32
-    state_specs = [tf.TensorSpec([None, stack.units], f, name=name) for name in names]
+    state_specs = [
+        *(tf.TensorSpec([None], tf.int32, name=name) for name in relay),
+        *(tf.TensorSpec([None, stack.units], f, name=name) for name in copies),
+    ]
     return {
         "serving_default": (
             forecast,
@@ -507,7 +551,7 @@ def streaming_functions(model, d, targets, horizon, scale, start):
                 *state_specs,
             ],
         ),
-    }, ["last_reading", *trailing, *names]
+    }, ["last_reading", *trailing, *relay, *copies]
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -650,7 +694,7 @@ def run(recipe, output_root, log=print):
     )
     workdir = training.run_dir(output_root, recipe)
     model, history, seconds = fit(recipe, data, encoder, scale, a, parts, validation, workdir)
-    predicted = forecasts(model, data, features, scale)
+    predicted = forecasts(model, data, features, scale, m["memory"])
     # The regression reads the current reading as it is, whatever the model reads.
     plain = series.fitted_encoder(data["readings"][:a], data["seconds"][:a], angles, periods, now)
     encoded = np.asarray(plain([data["readings"][None], data["seconds"][None]])[0])
@@ -670,7 +714,7 @@ def run(recipe, output_root, log=print):
         model, refit_history, refit_seconds = fit(
             recipe, data, encoder, scale, b, parts, validation.take(1), workdir / "refit", epochs
         )
-        predicted = forecasts(model, data, features, scale)
+        predicted = forecasts(model, data, features, scale, m["memory"])
         refit = {"epochs": epochs, "history": refit_history, "train_seconds": round(refit_seconds, 1)}
     quantity_rows, event_rows, curves, persistence = evaluate(
         data, predicted, encoded, season, horizon, d["event_window"]
@@ -705,7 +749,7 @@ def run(recipe, output_root, log=print):
     headline = {f"{r['target']}_mae_h{r['h']}": r["model_mae"] for r in quantity_rows if r["h"] in (lead, horizon)}
     headline.update({f"{r['target']}_skill_h{r['h']}": r["model_skill"] for r in event_rows if r["h"] == 1})
     endpoints, state_names = streaming_functions(
-        model, d, targets, horizon, scale, tf.constant(np.nanmean(data["readings"][:a], 0), "float32")
+        model, d, targets, horizon, scale, tf.constant(np.nanmean(data["readings"][:a], 0), "float32"), m["memory"]
     )
     metadata = {
         "features": [{"name": f, "unit": units.get(f, ""), "angle": f in d["angles"]} for f in features],
