@@ -777,6 +777,12 @@ def run(recipe, output_root, log=print):
             "with_levels as its level and its departure; the state trailing_mean, features then with_levels",
         },
         "state": state_names,
+        "memory": (
+            f"each forecast reads the last {m['memory'] // 2 + 1} to {m['memory']} readings: the recurrent states "
+            f"and their relay_ copies restart from zeros every {m['memory']} readings, half of it apart"
+            if m["memory"]
+            else "all readings: the state runs on over the whole stream"
+        ),
         "station": d["station"] if d["station_column"] else "",
         "data": {
             "source": d["source"],
