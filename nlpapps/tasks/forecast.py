@@ -117,9 +117,14 @@ def also_departed(d):
     return [f for f in d["anomalies_too"] if f in d["features"]]
 
 
+def averaged(d):
+    """The features whose trailing mean the stream keeps (its state trailing_mean, in this order)."""
+    return departed(d) + also_departed(d)
+
+
 def model_inputs(readings, d):
     """What the model reads of readings [T, features] (read_readings), over the series from its first step."""
-    none_yet = tf.fill([1, len(departed(d) + also_departed(d))], np.nan)
+    none_yet = tf.fill([1, len(averaged(d))], np.nan)
     return np.asarray(read_readings(tf.constant(readings[None]), d, none_yet)[0][0])
 
 
@@ -129,7 +134,7 @@ def read_readings(filled, d, mean):
     their departures from their trailing mean (series.departures), those of also_departed(d) as they are
     with their departures appended after the features, the rest as they are."""
     features = d["features"]
-    columns = [features.index(f) for f in departed(d) + also_departed(d)]
+    columns = [features.index(f) for f in averaged(d)]
     if not columns:
         return filled, mean
     out, last = series.departures(filled, columns, 1 / d["anomaly_steps"], mean)
@@ -401,11 +406,12 @@ def forecasts(model, data, features, scale, memory):
     targets = data["targets"]
     kinds = np.array([threshold is None for _, _, threshold in targets])
     x, seconds = data["inputs"][None], data["seconds"][None]
+    half = memory // 2
     if memory:
-        x, seconds = series.relay_frames(x, memory // 2), series.relay_frames(seconds, memory // 2)
+        x, seconds = series.relay_frames(x, half), series.relay_frames(seconds, half)
     out = model.predict([x, seconds], verbose=0)  # compiled, not eager steps
     if memory:
-        out = {k: series.relay_pick(v, memory // 2, 1, len(data["inputs"])) for k, v in out.items()}
+        out = {k: series.relay_pick(v, half, 1, len(data["inputs"])) for k, v in out.items()}
     parts = [np.asarray(out[k][0]) for k in ("quantities", "events") if k in out]
     if "quantities" in out:
         parts[0] = (
@@ -428,7 +434,7 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     features = d["features"]
     n_features = len(features)
     # data.anomalies' (and anomalies_too's) trailing means: a state of the stream, as the readings' last values are.
-    means = len(departed(d) + also_departed(d))
+    means = len(averaged(d))
     trailing = ["trailing_mean"] if means else []
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
