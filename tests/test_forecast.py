@@ -341,6 +341,20 @@ def test_signatures_give_finite_forecasts_for_any_floats(loaded, meta):
     check()
 
 
+def test_a_sequence_of_no_readings_is_refused_by_name(loaded, meta, export_path, tmp_path):
+    """The forecast follows the last reading: with none there is none, and the caller is told so,
+    whether through TensorFlow or the command line."""
+    import tensorflow as tf
+
+    readings, seconds = tf.zeros([2, 0, len(meta["features"])]), tf.zeros([2, 0], tf.float64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one reading"):
+        loaded.signatures["forecast"](readings=readings, time=seconds)
+    header_only = write_csv(tmp_path / "empty.csv", [], ["time_hour", "origin", *FEATURES])
+    result = invoke(["forecast", "--model", export_path, "--input", header_only])
+    assert result.exit_code == 2 and "no readings" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 # ----------------------------------------------------------------------------------- the command line
 
 

@@ -132,7 +132,7 @@ def load(spec, d, columns, interval=None, origin=None):
         if d["station"] not in stations:
             raise UserError(
                 f"{origin}: no station {d['station']!r} in column {d['station_column']!r}; "
-                f"stations: {', '.join(map(str, stations))}"
+                f"stations: {', '.join(map(str, stations)) or 'none, the file has no readings'}"
             )
         table = table[table[d["station_column"]] == d["station"]].reset_index(drop=True)
         notes.append(f"station {d['station']}")

@@ -470,6 +470,10 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
         return [tf.zeros([batch, stack.units]) for _ in layer_states]
 
     def forecast(readings, seconds):
+        # The forecast follows the last reading; a caller who sends none is told so by name.
+        tf.debugging.assert_positive(
+            tf.shape(readings)[1], message="forecast: readings hold no time step; give at least one reading"
+        )
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
         x = encoder([read_readings(filled, d, tf.fill([batch, means], np.nan))[0], seconds])
