@@ -94,6 +94,11 @@ RULES = {
     "data.max_gap": _at_least(0),
     "data.event_window": _at_least(1),
     "data.anomaly_steps": _at_least(1),
+    "data.changes": lambda v: (
+        None
+        if all(isinstance(k, int) and k >= 1 for k in v) and len(set(v)) == len(v)
+        else "must be distinct steps, 1 or more"
+    ),
     "data.time_features": lambda v: None if set(v) <= {"day", "year"} else 'may hold only "day" and "year"',
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),

@@ -262,13 +262,15 @@ def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_se
     small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
     small += ["--set", 'data.anomalies_too=["pressure"]']  # its trailing mean joins temp's and dewp's in the state
     small += ["--set", "model.memory=8"]  # 20 readings: each copy of the state restarts from zeros twice or more
+    small += ["--set", "data.changes=[1,3]"]  # the last 3 readings join the state
     result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
     assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
     assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
-    assert "pressure as levels and departures" in result.output
+    assert "pressure as levels and departures; changes over 1, 3 steps" in result.output
     path = tmp_path / "forecast" / "1"
     meta = json.loads((path / "metadata.json").read_text())
-    assert meta["refit"] == {} and meta["state"] == ["last_reading", "trailing_mean", "readings_seen", "h1", "relay_h1"]
+    state = ["last_reading", "trailing_mean", "recent_readings", "readings_seen", "h1", "relay_h1"]
+    assert meta["refit"] == {} and meta["state"] == state
     rows = weather_rows("EWR")[5000:5020]
     readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
     import pandas as pd
@@ -587,11 +589,32 @@ def test_a_feature_of_anomalies_too_is_read_as_its_level_and_its_departure_after
 
     x = np.random.default_rng(0).normal(20, 5, (50, 3)).astype("float32")
     d = {"features": ["a", "b", "c"], "anomalies": ["a"], "anomalies_too": ["c"], "anomaly_steps": 10}
+    d |= {"angles": [], "changes": []}
     read = forecast.model_inputs(x, d)
     alone = forecast.model_inputs(x, {**d, "anomalies": ["a", "c"], "anomalies_too": []})
     assert read.shape == (50, 4)
     np.testing.assert_array_equal(read[:, 1:3], x[:, 1:3])  # b and c as they are
     np.testing.assert_allclose(read[:, [0, 3]], alone[:, [0, 2]], atol=1e-6)  # a's and c's departures
+
+
+def test_changes_over_k_steps_follow_the_features_zero_until_k_readings_whole_or_one_step_at_a_time():
+    import tensorflow as tf
+
+    from nlpapps.tasks import forecast
+
+    x = np.random.default_rng(1).normal(20, 5, (30, 3)).astype("float32")
+    d = {"features": ["a", "wind", "c"], "angles": ["wind"], "anomalies": [], "anomalies_too": [], "changes": [1, 3]}
+    read = forecast.model_inputs(x, d)
+    assert read.shape == (30, 3 + 2 * 2)  # a's and c's changes over 1 and over 3 steps; the angle has none
+    np.testing.assert_array_equal(read[:, :3], x)
+    for j, k in enumerate((1, 3)):
+        expected = np.r_[np.zeros((k, 2)), x[k:, [0, 2]] - x[:-k, [0, 2]]]
+        np.testing.assert_allclose(read[:, 3 + 2 * j : 5 + 2 * j], expected, atol=1e-5)
+    history, stepped = forecast.no_history(d, 1), []
+    for reading in x:
+        out, history = forecast.read_readings(tf.constant(reading[None, None]), d, history)
+        stepped.append(out[0, 0].numpy())
+    np.testing.assert_allclose(np.array(stepped), read, atol=1e-5)
 
 
 def test_pooled_stations_train_only_before_the_validation_period(weather_slice):

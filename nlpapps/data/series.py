@@ -339,6 +339,20 @@ def departures(readings, columns, alpha, mean):
     return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[:, -1], lambda: mean)
 
 
+def changes_over(readings, recent, steps):
+    """Each reading's change over each of `steps` steps: readings [batch, time, features], `recent`
+    [batch, max(steps), features] the readings before the first step, oldest first (NaN where there was
+    none: a change from none is 0). Returns (one [batch, time, features] per step, the new recent): as
+    with departures, one step at a time gives the same as a whole sequence."""
+    history = tf.concat([recent, readings], 1)
+    back, length = recent.shape[1], tf.shape(readings)[1]
+    out = []
+    for k in steps:
+        change = readings - history[:, back - k : back - k + length]
+        out.append(tf.where(tf.math.is_finite(change), change, 0.0))
+    return out, history[:, -back:]
+
+
 def relay_frames(x, half):
     """Sequences [batch, T, ...] as a stream with bounded memory reads them: frames of 2*half steps
     starting every `half` steps (the last ones zero-padded), [batch * frames, 2*half, ...]."""

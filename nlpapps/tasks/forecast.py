@@ -24,6 +24,7 @@ from nlpapps.errors import UserError
 
 NAME = "forecast"
 HORIZONS = (1, 3, 6, 12, 24)  # horizon steps reported, those within the model's horizon
+READING_STATE = ("trailing_mean", "recent_readings")  # a stream's state for reading readings (read_readings)
 
 
 def check(recipe):
@@ -122,25 +123,50 @@ def averaged(d):
     return departed(d) + also_departed(d)
 
 
+def changed(d):
+    """The features whose changes data.changes appends (all but the angles), none without data.changes."""
+    return [f for f in d["features"] if f not in d["angles"]] if d["changes"] else []
+
+
+def appended(d):
+    """How many inputs follow the features: also_departed(d)'s departures, then the changes."""
+    return len(also_departed(d)) + len(changed(d)) * len(d["changes"])
+
+
+def no_history(d, batch):
+    """A stream's reading state before its first reading: no trailing mean, no recent readings (NaN)."""
+    return tf.fill([batch, len(averaged(d))], np.nan), tf.fill(
+        [batch, max(d["changes"], default=0), len(d["features"])], np.nan
+    )
+
+
 def model_inputs(readings, d):
     """What the model reads of readings [T, features] (read_readings), over the series from its first step."""
-    none_yet = tf.fill([1, len(averaged(d))], np.nan)
-    return np.asarray(read_readings(tf.constant(readings[None]), d, none_yet)[0][0])
+    return np.asarray(read_readings(tf.constant(readings[None]), d, no_history(d, 1))[0][0])
 
 
-def read_readings(filled, d, mean):
-    """What the model reads of carried-forward readings [batch, T, features], and the trailing means after
-    them (a stream's state; `mean`: those before them, NaN where none yet): the departed(d) features as
-    their departures from their trailing mean (series.departures), those of also_departed(d) as they are
-    with their departures appended after the features, the rest as they are."""
+def read_readings(filled, d, history):
+    """What the model reads of carried-forward readings [batch, T, features], and the stream's reading state
+    after them (`history`: the one before them, no_history(d) at a stream's start): the departed(d)
+    features as their departures from their trailing mean (series.departures), those of also_departed(d)
+    as they are with their departures appended after the features, the rest as they are; then each of
+    changed(d)'s changes over each of data.changes' steps (series.changes). The state: the trailing means
+    and the last max(data.changes) readings."""
     features = d["features"]
+    mean, recent = history
     columns = [features.index(f) for f in averaged(d)]
-    if not columns:
-        return filled, mean
-    out, last = series.departures(filled, columns, 1 / d["anomaly_steps"], mean)
-    kept = np.array([features.index(f) for f in also_departed(d)], "int32")
-    levels = np.isin(np.arange(len(features)), kept)
-    return tf.concat([tf.where(levels, filled, out), tf.gather(out, kept, axis=-1)], -1), last
+    out, appended_inputs = filled, []
+    if columns:
+        departed_readings, mean = series.departures(filled, columns, 1 / d["anomaly_steps"], mean)
+        kept = np.array([features.index(f) for f in also_departed(d)], "int32")
+        levels = np.isin(np.arange(len(features)), kept)
+        out = tf.where(levels, filled, departed_readings)
+        appended_inputs.append(tf.gather(departed_readings, kept, axis=-1))
+    if d["changes"]:
+        change, recent = series.changes_over(filled, recent, d["changes"])
+        picked = [features.index(f) for f in changed(d)]
+        appended_inputs += [tf.gather(c, picked, axis=-1) for c in change]
+    return tf.concat([out, *appended_inputs], -1), (mean, recent)
 
 
 def other_stations(recipe, data, log, until=None):
@@ -433,9 +459,9 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     readings are carried forward; memory: model.memory."""
     features = d["features"]
     n_features = len(features)
-    # data.anomalies' (and anomalies_too's) trailing means: a state of the stream, as the readings' last values are.
-    means = len(averaged(d))
-    trailing = ["trailing_mean"] if means else []
+    # What the stream keeps to read a reading (read_readings), as it keeps the readings' last values:
+    # data.anomalies' (and anomalies_too's) trailing means, data.changes' recent readings.
+    reading_state = [name for name, used in zip(READING_STATE, (averaged(d), d["changes"])) if used]
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
     count = sum(layer.name.startswith("stack") for layer in model.layers)
@@ -476,7 +502,7 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
         )
         batch = tf.shape(readings)[0]
         filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        x = encoder([read_readings(filled, d, tf.fill([batch, means], np.nan))[0], seconds])
+        x = encoder([read_readings(filled, d, no_history(d, batch))[0], seconds])
         framed = series.relay_frames(x, half) if memory else x
         rows = tf.shape(framed)[0]
         tops = [top([run(framed, initial_state=zero_states(rows), training=False)[0], framed]) for run, top in members]
@@ -489,7 +515,7 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **{name: tf.fill([batch_size, means], np.nan) for name in trailing},
+            **{name: v for name, v in zip(READING_STATE, no_history(d, batch_size)) if name in reading_state},
             **{name: tf.zeros([batch_size], tf.int32) for name in relay},
             **{name: tf.zeros([batch_size, stack.units]) for name in copies},
         }
@@ -498,8 +524,10 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
     def step(reading, seconds, last_reading, *states):
         last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-        given, mean = read_readings(last[:, None], d, states[0] if trailing else None)
-        states = states[len(trailing) :]
+        kept = dict(zip(reading_state, states))
+        history = [kept.get(name, unused) for name, unused in zip(READING_STATE, no_history(d, 0))]
+        given, history = read_readings(last[:, None], d, history)
+        states = states[len(reading_state) :]
         # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
         x = encoder([given, seconds[:, None]])
         batch = tf.shape(reading)[0]
@@ -525,12 +553,16 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
         return {
             "forecast": out[:, 0],
             "last_reading": last,
-            **dict(zip(trailing, [mean])),
+            **{name: v for name, v in zip(READING_STATE, history) if name in reading_state},
             **relayed,
             **dict(zip(copies, new)),
         }
 
     f = tf.float32
+    reading_specs = {
+        "trailing_mean": [None, len(averaged(d))],
+        "recent_readings": [None, max(d["changes"], default=0), n_features],
+    }
     state_specs = [
         *(tf.TensorSpec([None], tf.int32, name=name) for name in relay),
         *(tf.TensorSpec([None, stack.units], f, name=name) for name in copies),
@@ -557,11 +589,11 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),
                 tf.TensorSpec([None, n_features], f, name="last_reading"),
-                *(tf.TensorSpec([None, means], f, name=name) for name in trailing),
+                *(tf.TensorSpec(reading_specs[name], f, name=name) for name in reading_state),
                 *state_specs,
             ],
         ),
-    }, ["last_reading", *trailing, *relay, *copies]
+    }, ["last_reading", *reading_state, *relay, *copies]
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -673,7 +705,7 @@ def run(recipe, output_root, log=print):
     periods = [p for p in d["time_features"] if p != "day" or data["interval"].total_seconds() < series.DAY]
     # Whether each event is happening now, where its column is a feature: persistence's whole knowledge.
     now = [(features.index(c), q) for _, c, q in targets if q is not None and c in features]
-    read_angles = angles + [False] * len(also_departed(d))  # the appended departures are no angles
+    read_angles = angles + [False] * appended(d)  # the appended departures and changes are no angles
     encoder = series.fitted_encoder(data["inputs"][:a], data["seconds"][:a], read_angles, periods, now)
     delta = changes(data, features)[:a]
     scale = (np.nanmean(delta, 0), np.nanstd(delta, 0) + 1e-6)
@@ -697,6 +729,7 @@ def run(recipe, output_root, log=print):
         f"(time of {' and of '.join(periods) or 'nothing'}"
         + (f"; {', '.join(departed(d))} as departures from their trailing mean" if departed(d) else "")
         + (f"; {', '.join(also_departed(d))} as levels and departures" if also_departed(d) else "")
+        + (f"; changes over {', '.join(map(str, d['changes']))} steps" if d["changes"] else "")
         + f"); sequences of {window} steps "
         + (f"carried through {t['batch_size']} streams" if t["carry_state"] else f"every {t['stride']}")
         + (f" after {t['burn_in']} steps of burn-in" if t["burn_in"] else "")
@@ -785,6 +818,13 @@ def run(recipe, output_root, log=print):
             "reading": "each of features is read as its departure from its trailing mean, an exponential average "
             f"with weight 1/{d['anomaly_steps']} on each new reading, started by the first reading; each of "
             "with_levels as its level and its departure; the state trailing_mean, features then with_levels",
+        },
+        "changes": {
+            "steps": d["changes"],
+            "features": changed(d),
+            "reading": "after the features (and with_levels' departures): each of features' change over each of steps "
+            "(its reading less the one that many steps before, 0 until the stream has read that many); the state "
+            "recent_readings holds the last max(steps) readings, oldest first",
         },
         "state": state_names,
         "memory": (
