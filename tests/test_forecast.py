@@ -667,6 +667,8 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
         ('data.train_stations=["EWR","EWR"]', "must be distinct station names"),
         ('data.train_stations=[""]', "must be distinct station names"),
         ("train.quantity_loss=l1", "must be one of mse, huber, mae"),
+        ("data.changes=[0]", "must be distinct steps, 1 or more"),
+        ("data.changes=[1,1]", "must be distinct steps, 1 or more"),
     ],
 )
 def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):
