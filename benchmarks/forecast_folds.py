@@ -41,6 +41,17 @@ def fold_scores(overrides, origin, length, total, seed):
     return mae, skill
 
 
+def fold_origins(data, folds):
+    """The folds' first steps, one validation length apart and the last the validation period's, and
+    that length."""
+    a, b, _ = data["bounds"]
+    length = b - a
+    origins = [a - k * length for k in reversed(range(folds))]
+    if origins[0] < length:
+        raise SystemExit(f"{folds} folds of {length} steps leave the first less than one fold to train on")
+    return origins, length
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=4, help="origins, one validation length apart")
@@ -52,11 +63,8 @@ def main():
     args = parser.parse_args()
     base = recipes.load("forecast", args.set)
     data = forecast.prepare(base, log=lambda line: None)
-    a, b, n = data["bounds"]
-    length = b - a
-    origins = [a - k * length for k in reversed(range(args.folds))]
-    if origins[0] < length:
-        raise SystemExit(f"{args.folds} folds of {length} steps leave the first less than one fold to train on")
+    n = data["bounds"][2]
+    origins, length = fold_origins(data, args.folds)
     recipes_tried = {"baseline": args.set, **{c: [*args.set, *c.split()] for c in args.candidate}}
     rows = []
     for origin in origins:

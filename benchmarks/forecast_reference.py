@@ -8,13 +8,15 @@ change over h steps from the current readings, their changes over 1, 2, 3, 6, 12
 time of day and, with --neighbours, the other pooled stations' readings at the same time (their
 departure from the station's, and their change over 3 steps). Fitted on the training period and
 scored on validation, then fitted on training + validation and scored on test, as the recipe's refit
-is. Prints each MAE next to both baselines' and the ratios the issue's bars name.
+is; with --folds N, fitted before and scored on each of forecast_folds.py's periods instead. Prints each
+MAE next to both baselines' and the ratios the issue's bars name.
 """
 
 import argparse
 
 import numpy as np
 import pandas as pd
+from forecast_folds import fold_origins
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from nlpapps import recipes
@@ -58,6 +60,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], help="a recipe override (repeatable)")
     parser.add_argument("--neighbours", action="store_true", help="add the other stations of data.train_stations")
+    parser.add_argument("--folds", type=int, default=0, help="score forecast_folds.py's periods instead")
     args = parser.parse_args()
     recipe = recipes.load("forecast", args.set)
     d = recipe["data"]
@@ -68,12 +71,19 @@ def main():
     x = lagged(data["frame"], d, data["interval"], neighbours)
     level = data["frame"][target].to_numpy()
     a, b, n = data["bounds"]
-    print(f"reference for {target!r}: gradient-boosted trees, neighbours: {', '.join(neighbours) or 'none'}")
+    periods = [("validation", a, b), ("test", b, n)]
+    if args.folds:
+        origins, length = fold_origins(data, args.folds)
+        periods = [(f"{data['frame'].index[o]:%Y-%m-%d}", o, o + length) for o in origins]
+    print(
+        f"reference for {target!r}: gradient-boosted trees, neighbours: {', '.join(neighbours) or 'none'}; each period "
+        "scored by trees fitted on every step before it"
+    )
     print("period      h   reference  persistence  seasonal  ÷persistence  ÷seasonal")
     for h in (h for h in HORIZONS if h <= recipe["model"]["horizon"]):
         change = np.r_[level[h:] - level[:-h], np.full(h, np.nan)]
-        for period, fit_end, start, end in (("validation", a, a, b), ("test", b, b, n)):
-            fitted = slice(max(LAGS), fit_end - h)  # no target reaches into the scored period
+        for period, start, end in periods:
+            fitted = slice(max(LAGS), start - h)  # no target reaches into the scored period
             scored = slice(max(start, season - h), end - h)
             trees = HistGradientBoostingRegressor(
                 loss="absolute_error", max_iter=400, learning_rate=0.05, random_state=0
