@@ -150,7 +150,7 @@ def read_readings(filled, d, history):
     after them (`history`: the one before them, no_history(d) at a stream's start): the departed(d)
     features as their departures from their trailing mean (series.departures), those of also_departed(d)
     as they are with their departures appended after the features, the rest as they are; then each of
-    changed(d)'s changes over each of data.changes' steps (series.changes). The state: the trailing means
+    changed(d)'s changes over each of data.changes' steps (series.changes_over). The state: the trailing means
     and the last max(data.changes) readings."""
     features = d["features"]
     mean, recent = history
@@ -462,6 +462,11 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     # What the stream keeps to read a reading (read_readings), as it keeps the readings' last values:
     # data.anomalies' (and anomalies_too's) trailing means, data.changes' recent readings.
     reading_state = [name for name, used in zip(READING_STATE, (averaged(d), d["changes"])) if used]
+
+    def named_reading_state(values):
+        """read_readings' state, those of its parts that this recipe keeps, by name."""
+        return {name: v for name, v in zip(READING_STATE, values) if name in reading_state}
+
     current = [features.index(c) for _, c, t in targets if t is None]
     encoder = model.get_layer("encode")
     count = sum(layer.name.startswith("stack") for layer in model.layers)
@@ -515,7 +520,7 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
     def initial_state(batch_size):
         return {
             "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **{name: v for name, v in zip(READING_STATE, no_history(d, batch_size)) if name in reading_state},
+            **named_reading_state(no_history(d, batch_size)),
             **{name: tf.zeros([batch_size], tf.int32) for name in relay},
             **{name: tf.zeros([batch_size, stack.units]) for name in copies},
         }
@@ -553,16 +558,12 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
         return {
             "forecast": out[:, 0],
             "last_reading": last,
-            **{name: v for name, v in zip(READING_STATE, history) if name in reading_state},
+            **named_reading_state(history),
             **relayed,
             **dict(zip(copies, new)),
         }
 
     f = tf.float32
-    reading_specs = {
-        "trailing_mean": [None, len(averaged(d))],
-        "recent_readings": [None, max(d["changes"], default=0), n_features],
-    }
     state_specs = [
         *(tf.TensorSpec([None], tf.int32, name=name) for name in relay),
         *(tf.TensorSpec([None, stack.units], f, name=name) for name in copies),
@@ -589,7 +590,10 @@ def streaming_functions(model, d, targets, horizon, scale, start, memory):
                 tf.TensorSpec([None, n_features], f, name="reading"),
                 tf.TensorSpec([None], tf.float64, name="time"),
                 tf.TensorSpec([None, n_features], f, name="last_reading"),
-                *(tf.TensorSpec(reading_specs[name], f, name=name) for name in reading_state),
+                *(
+                    tf.TensorSpec([None, *v.shape[1:]], f, name=k)
+                    for k, v in named_reading_state(no_history(d, 0)).items()
+                ),
                 *state_specs,
             ],
         ),
