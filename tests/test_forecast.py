@@ -387,8 +387,9 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
     assert out[0].startswith("time,temp+1")
     assert len(out) == 1 + 13  # one line per row, the garbage line included
     assert all(len(line.split(",")) == 13 for line in out[1:])
+    assert out[5] == out[4]  # the garbage line: skipped, the forecast stands
     warnings = [w for w in proc.stderr.decode().splitlines() if w.startswith("nlpapps: warning:")]
-    assert any("line 6" in w and "fields" in w for w in warnings)
+    assert any("line 6" in w and "fields" in w and "row skipped" in w for w in warnings)
     assert any("line 9" in w and "temp = 'hot'" in w for w in warnings)
     assert "Traceback" not in proc.stderr.decode()
     # the stream's last line is the --input forecast over the same rows
@@ -397,6 +398,34 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
     np.testing.assert_allclose(
         [float(v) for v in out[-1].split(",")[1:]], [float(v) for v in whole[1:]], atol=2e-3, rtol=1e-3
     )
+
+
+def test_stream_steps_by_time_through_missing_and_repeated_rows(loaded, meta):
+    """A missing hour is stepped through carried forward, as a row with the time and no values is; a
+    repeated or earlier row is skipped and the forecast stands. Time decides the steps, as in training."""
+    from nlpapps.tasks import forecast
+
+    rows = weather_rows("EWR")[6000:6012]
+    blanked = [dict(r, **{f: "" for f in FEATURES}) if i == 5 else r for i, r in enumerate(rows)]
+
+    def streamed(feed):
+        lines = [",".join(rows[0])] + [",".join(r.values()) for r in feed]
+        out, warnings = [], []
+        forecast.stream(lines, loaded.signatures, meta, out.append, warnings.append)
+        return out[1:], warnings
+
+    whole, _ = streamed(blanked)
+    gap, gap_warnings = streamed(rows[:5] + rows[6:])
+    assert gap == whole[:5] + whole[6:]
+    assert gap_warnings == [f"line 7: 1 reading(s) missing before {rows[6]['time_hour'][:19]}+00:00; carried forward"]
+    plain, _ = streamed(rows)
+    repeated, repeated_warnings = streamed(rows[:4] + [rows[3], rows[1]] + rows[4:])
+    assert repeated == plain[:4] + [plain[3], plain[3]] + plain[4:]
+    assert (
+        "line 6: time 2013-09-" in repeated_warnings[0]
+        and "is not after the previous reading's" in (repeated_warnings[0])
+    )
+    assert [w.endswith("row skipped, the forecast stands") for w in repeated_warnings] == [True, True]
 
 
 def test_list_shows_the_forecast_model(export_path):

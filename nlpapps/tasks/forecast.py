@@ -903,12 +903,16 @@ def read_input(path, meta):
 
 def stream(lines, signatures, meta, emit, warn):
     """Forecast after every CSV row of `lines` (the first is the header), one `emit(line)` per row.
-    A missing or malformed value is carried forward with a `warn(message)`; the stream goes on."""
+    Time decides the steps, as the model was trained on a regular grid: readings missing between two
+    rows are stepped through carried forward, and a row that cannot be placed after the previous one
+    (its time unreadable, repeated, earlier, or within half an interval) is skipped with the forecast
+    standing. A missing or malformed value is carried forward. Each with a `warn(message)`; the stream
+    goes on."""
     import csv
 
     settings = _data_settings(meta)
     features = [f["name"] for f in meta["features"]]
-    interval = float(meta["interval_seconds"])
+    interval = pd.Timedelta(float(meta["interval_seconds"]), "s")
     rows = csv.reader(lines)
     names = next(rows, None)
     if names is None:
@@ -917,36 +921,54 @@ def stream(lines, signatures, meta, emit, warn):
     if missing:
         raise UserError(f"stdin: the header has no time column {missing[0]!r}; columns are: {', '.join(names)}")
     state = {k: v for k, v in signatures["initial_state"](batch_size=tf.constant(1)).items()}
+
+    def advance(reading, when):
+        nonlocal state
+        seconds = series.unix_seconds(pd.DatetimeIndex([when]))
+        out = signatures["step"](reading=tf.constant([reading], "float32"), time=tf.constant(seconds), **state)
+        state = {k: out[k] for k in state}
+        return out["forecast"][0].numpy()
+
     emit(header(meta))
-    last_time = None
+    last_time, standing = None, None
     for number, row in enumerate(rows, start=2):
         if not row:
             continue
         cells = dict(zip(names, row))
         if len(row) != len(names):
-            warn(f"line {number}: {len(row)} fields where the header has {len(names)}; reading carried forward")
+            warn(f"line {number}: {len(row)} fields where the header has {len(names)}; row skipped")
             cells = {}
         station = settings["station_column"]
         if cells and station and station in cells and cells[station] != settings["station"]:
             continue  # another station's reading
         when = _time(cells, settings)
-        if when is None:
+        steps = 1 if when is None or last_time is None else round((when - last_time) / interval)
+        if when is None or steps < 1:
             if cells:
-                warn(f"line {number}: unreadable time; taken as one interval after the previous reading")
-            when = None if last_time is None else last_time + pd.Timedelta(interval, "s")
+                placed = (
+                    "unreadable time"
+                    if when is None
+                    else f"time {when.isoformat()} is "
+                    + ("not after" if when <= last_time else "within half an interval of")
+                    + f" the previous reading's ({last_time.isoformat()})"
+                )
+                warn(f"line {number}: {placed}; row skipped" + (", the forecast stands" if standing else ""))
+            if standing:
+                emit(standing)
+            continue
+        if steps > 1:
+            warn(f"line {number}: {steps - 1} reading(s) missing before {when.isoformat()}; carried forward")
+        for k in range(steps - 1, 0, -1):
+            advance([np.nan] * len(features), when - k * interval)
         reading = []
         for feature in features:
             value = _number(cells.get(feature))
-            if value is None and cells:
+            if value is None:
                 warn(f"line {number}: {feature} = {cells.get(feature, '')!r} is not a reading; carried forward")
             reading.append(np.nan if value is None else value)
-        seconds = np.nan if when is None else series.unix_seconds(pd.DatetimeIndex([when]))[0]
-        out = signatures["step"](
-            reading=tf.constant([reading], "float32"), time=tf.constant([seconds], "float64"), **state
-        )
-        state = {k: out[k] for k in state}
+        standing = line(when.isoformat(), advance(reading, when))
         last_time = when
-        emit(line("" if when is None else when.isoformat(), out["forecast"][0].numpy()))
+        emit(standing)
 
 
 def _time(cells, settings):
