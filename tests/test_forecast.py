@@ -554,6 +554,11 @@ def test_forecast_input_errors_are_one_line(export_path, tmp_path):
         assert result.exit_code == 2 and expected in result.output, result.output
     result = invoke(["forecast", "--model", export_path])
     assert result.exit_code == 2 and "--input FILE or --stream" in result.output
+    # `tail -f` starts at a file's last ten lines, without its header
+    headerless = "".join(",".join(r.values()) + "\n" for r in rows[-10:])
+    result = invoke(["forecast", "--model", export_path, "--stream"], input=headerless)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "has no time column 'time_hour'" in result.stderr and "tail -n +1 -f FILE" in result.stderr
 
 
 # --------------------------------------------------------------------------- series and baselines

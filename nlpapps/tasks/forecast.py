@@ -919,7 +919,10 @@ def stream(lines, signatures, meta, emit, warn):
         return
     missing = [c for c in [settings["time_column"], settings["date_column"]] if c and c not in names]
     if missing:
-        raise UserError(f"stdin: the header has no time column {missing[0]!r}; columns are: {', '.join(names)}")
+        raise UserError(
+            f"stdin: the first line, the header, has no time column {missing[0]!r}; columns are: {', '.join(names)}"
+            f" (following a file, start at its header: tail -n +1 -f FILE)"
+        )
     state = {k: v for k, v in signatures["initial_state"](batch_size=tf.constant(1)).items()}
 
     def advance(reading, when):
