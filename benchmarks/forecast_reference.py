@@ -90,7 +90,8 @@ def main():
     target = next(column for _, column, threshold in data["targets"] if threshold is None)
     season, _ = forecast.season_of(data["interval"], len(data["frame"]))
     others = [s for s in d["train_stations"] if s != d["station"]]
-    frames = {d["station"]: data["frame"], **{s: station_frame(d, data["interval"], s) for s in others}}
+    read_others = others if args.neighbours or args.pooled else []  # each load reads the whole file
+    frames = {d["station"]: data["frame"], **{s: station_frame(d, data["interval"], s) for s in read_others}}
     fitted_on = [d["station"], *(others if args.pooled else [])]
     inputs = {
         s: lagged(frames[s], d, [frames[o] for o in frames if o != s] if args.neighbours else [], target, args.history)
