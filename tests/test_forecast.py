@@ -403,7 +403,7 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
 def test_stream_steps_by_time_through_missing_and_repeated_rows(loaded, meta):
     """A missing hour is stepped through carried forward, as a row with the time and no values is; a
     repeated or earlier row is skipped and the forecast stands. Time decides the steps, as in training."""
-    from nlpapps.tasks import forecast
+    from nlpapps.cli import forecast_io as forecast
 
     rows = weather_rows("EWR")[6000:6012]
     blanked = [dict(r, **{f: "" for f in FEATURES}) if i == 5 else r for i, r in enumerate(rows)]

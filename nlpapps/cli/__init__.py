@@ -213,7 +213,7 @@ def forecast_(name, input_path, stream, model_path, models):
     import_tensorflow()
     import tensorflow as tf
 
-    from nlpapps.tasks import forecast
+    from nlpapps.cli import forecast_io as forecast
 
     if input_path:
         times, readings, seconds = forecast.read_input(input_path, meta)
