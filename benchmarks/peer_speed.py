@@ -460,7 +460,7 @@ class StepTwin(nn.Module):
         deep = torch.cat([y, x], -1)
         deep = torch.relu(deep @ w + b) if w is not None else deep
         heads = []
-        for kind in ("quantities", "events"):
+        for kind in ("quantities", "quantiles", "events"):  # as the export's heads: its quantiles too
             if f"{kind}_head" in self.dense:
                 w, b = self.dense[f"{kind}_head"]
                 z = deep @ w + b
@@ -473,7 +473,7 @@ class StepTwin(nn.Module):
 
 def forecast_rows(models, rounds, quick, table):
     # The twin is one member's step on the raw readings, with one state running on.
-    path = export_of("forecast", models, ["model.ensemble=1", "data.anomalies=[]", "model.memory=0"])
+    path = export_of("forecast", models, ["model.ensemble=1", "data.anomalies=[]"])
     meta = export.metadata(path, "forecast")
     loaded = tf.saved_model.load(str(path))
     step = loaded.signatures["step"]

@@ -94,20 +94,13 @@ RULES = {
     "data.max_gap": _at_least(0),
     "data.event_window": _at_least(1),
     "data.anomaly_steps": _at_least(1),
-    "data.changes": lambda v: (
-        None
-        if all(isinstance(k, int) and k >= 1 for k in v) and len(set(v)) == len(v)
-        else "must be distinct steps, 1 or more"
-    ),
     "data.time_features": lambda v: None if set(v) <= {"day", "year"} else 'may hold only "day" and "year"',
     "model.horizon": _at_least(1),
     "model.head_units": _at_least(0),
     "model.ensemble": _at_least(1),
-    "model.memory": _at_least(0),
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),
-    "train.quantity_loss": _one_of("mse", "huber", "mae"),
     "data.train_stations": lambda v: (
         None if all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v) else "must be distinct station names"
     ),
@@ -118,6 +111,18 @@ TASK_RULES = {
     ("forecast", "model.bidirectional"): lambda v: (
         "a streaming forecast cannot read the future; set it to false" if v else None
     ),
+}
+
+
+# Keys a task no longer has: (task, key) -> what replaced it, said instead of "unknown setting".
+RETIRED = {
+    ("forecast", "train.carry_state"): "every training window starts from zeros, as the served stream starts",
+    ("forecast", "train.burn_in"): "every step of a training window is scored",
+    ("forecast", "model.memory"): "the state runs on over the whole stream",
+    ("forecast", "data.changes"): "the model reads each reading as it is (data.anomalies: as a departure)",
+    ("forecast", "data.anomalies_too"): "data.anomalies reads a feature as its departure from its trailing mean",
+    ("forecast", "train.quantity_loss"): "quantities train on the squared error, their 10 %/90 % quantiles on "
+    "the pinball loss",
 }
 
 
@@ -184,6 +189,8 @@ def _merge(base, changes, origin, task):
 
 def _assign(settings, dotted, value, origin, task):
     section, _, key = dotted.partition(".")
+    if (task, dotted) in RETIRED:
+        raise UserError(f"{origin}: {dotted} was removed: {RETIRED[task, dotted]}; leave it out")
     if section not in settings or key not in settings[section]:
         known = ", ".join(f"{s}.{k}" for s, t in settings.items() for k in t)
         raise UserError(f"{origin}: unknown setting {dotted!r} for task {task}; known: {known}")

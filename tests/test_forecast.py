@@ -124,6 +124,8 @@ def test_metadata_names_features_targets_units_and_interval(meta):
     assert meta["interval"] == "1 hour" and meta["interval_seconds"] == 3600 and meta["horizon"] == 6
     assert meta["state"] == ["last_reading", "trailing_mean", "h1"] and meta["station"] == "EWR"
     assert meta["anomalies"]["features"] == ["temp", "dewp"]
+    assert meta["quantiles"]["outputs"] == {"forecast_p10": 0.1, "forecast_p90": 0.9}
+    assert meta["quantiles"]["targets"] == ["temp"]
     steps = meta["data"]["steps"]
     assert sum(steps.values()) == 1440 and steps["train"] > steps["validation"] > 0
     rows = meta["metrics"]["quantities"]
@@ -131,6 +133,7 @@ def test_metadata_names_features_targets_units_and_interval(meta):
     for row in rows:
         assert 0 < row["persistence_mae"] <= row["persistence_rmse"]
         assert abs(row["model_bias"]) <= row["model_mae"] and abs(row["seasonal_bias"]) <= row["seasonal_mae"]
+        assert 0 <= row["model_coverage80"] <= 1 and row["model_width80"] > 0
     # persistence is nearly right one hour ahead and worse six hours ahead
     assert rows[0]["persistence_mae"] < rows[-1]["persistence_mae"]
     for row in meta["metrics"]["events"]:
@@ -161,13 +164,17 @@ readings = np.array(json.loads(sys.argv[2]), dtype="float32")  # [batch, time, f
 seconds = np.array(json.loads(sys.argv[3]), dtype="float64")
 whole = m.signatures["forecast"](readings=tf.constant(readings), time=tf.constant(seconds))
 state = m.signatures["initial_state"](batch_size=tf.constant(readings.shape[0]))
-stepped = []
+stepped, low, high = [], [], []
 for t in range(readings.shape[1]):
     out = m.signatures["step"](reading=tf.constant(readings[:, t]), time=tf.constant(seconds[:, t]), **state)
     state = {k: out[k] for k in state}
     stepped.append(out["forecast"].numpy())
+    low.append(out["forecast_p10"].numpy())
+    high.append(out["forecast_p90"].numpy())
 print(json.dumps({
     "stepped": np.stack(stepped, 1).tolist(), "whole": whole["forecasts"].numpy().tolist(),
+    "stepped_p10": np.stack(low, 1).tolist(), "whole_p10": whole["forecasts_p10"].numpy().tolist(),
+    "stepped_p90": np.stack(high, 1).tolist(), "whole_p90": whole["forecasts_p90"].numpy().tolist(),
     "last": whole["forecast"].numpy().tolist(),
     "step_inputs": sorted(m.signatures["step"].structured_input_signature[1]),
     "forecast_inputs": sorted(m.signatures["forecast"].structured_input_signature[1]),
@@ -195,6 +202,11 @@ def test_stepping_equals_the_whole_sequence_forecast_in_a_tensorflow_only_proces
     assert out["step_inputs"] == ["h1", "last_reading", "reading", "time", "trailing_mean"]
     assert out["forecast_inputs"] == ["readings", "time"]
     assert out["nlpapps_imported"] == []
+    # the temperature's 10 % and 90 % quantiles, stepped as the whole sequence gives them, in order
+    low, high = np.array(out["whole_p10"]), np.array(out["whole_p90"])
+    assert low.shape == high.shape == (2, 60, 6, 1) and (low <= high).all()
+    np.testing.assert_allclose(np.array(out["stepped_p10"]), low, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.array(out["stepped_p90"]), high, atol=1e-5, rtol=1e-5)
     # temperatures in °F, probabilities in [0, 1]
     assert 0 < np.median(whole[..., 0]) < 110 and (0 <= whole[..., 1]).all() and (whole[..., 1] <= 1).all()
 
@@ -256,30 +268,6 @@ def test_an_ensemble_averages_its_members_and_steps_like_its_whole_sequence_fore
     )
 
 
-def test_training_through_the_stream_runs_end_to_end_and_steps_like_its_whole_sequence_forecast(
-    weather_slice, tmp_path
-):
-    small = [*SMALL, "--epochs", "1", "--units", "4", "--set", "train.carry_state=true", "--set", "train.refit=false"]
-    small += ["--set", 'data.anomalies_too=["pressure"]']  # its trailing mean joins temp's and dewp's in the state
-    small += ["--set", "model.memory=8"]  # 20 readings: each copy of the state restarts from zeros twice or more
-    small += ["--set", "data.changes=[1,3]"]  # the last 3 readings join the state
-    result = invoke(["run", "forecast", "--data", weather_slice, *small, "--output", tmp_path])
-    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
-    assert "sequences of 96 steps carried through 8 streams" in result.output and "refit" not in result.output
-    assert "pressure as levels and departures; changes over 1, 3 steps" in result.output
-    path = tmp_path / "forecast" / "1"
-    meta = json.loads((path / "metadata.json").read_text())
-    state = ["last_reading", "trailing_mean", "recent_readings", "readings_seen", "h1", "relay_h1"]
-    assert meta["refit"] == {} and meta["state"] == state
-    rows = weather_rows("EWR")[5000:5020]
-    readings = [[float(r[f]) if r[f] != "NA" else float("nan") for f in FEATURES] for r in rows]
-    import pandas as pd
-
-    seconds = [pd.Timestamp(r["time_hour"]).timestamp() for r in rows]
-    out = last_json_line(STEP_SCRIPT, path, json.dumps([readings]), json.dumps([seconds]), timeout=180)
-    np.testing.assert_allclose(np.array(out["stepped"]), np.array(out["whole"]), atol=1e-5, rtol=1e-5)
-
-
 def test_nan_reading_is_carried_forward(loaded):
     import tensorflow as tf
 
@@ -339,6 +327,8 @@ def test_signatures_give_finite_forecasts_for_any_floats(loaded, meta):
         step = loaded.signatures["step"](reading=tf.constant(readings[:, 0]), time=tf.constant(seconds[:, 0]), **state)
         assert step["forecast"].shape == (batch, horizon, 2) and np.isfinite(step["forecast"].numpy()).all()
         assert all(np.isfinite(step[k].numpy()).all() for k in state)
+        for name in ("forecast_p10", "forecast_p90"):
+            assert out[name].shape == step[name].shape == (batch, horizon, 1) and np.isfinite(step[name].numpy()).all()
 
     check()
 
@@ -508,7 +498,7 @@ def bad_files(tmp_path_factory):
         "bidirectional": (folder / "ok.csv", ["--bidirectional"]),
         "angle as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["wind_dir"]']),
         "event column as an anomaly": (folder / "ok.csv", ["--set", 'data.anomalies=["temp","precip"]']),
-        "an anomaly twice": (folder / "ok.csv", ["--set", 'data.anomalies_too=["pressure","temp"]']),
+        "a removed key": (folder / "ok.csv", ["--set", "train.burn_in=168"]),
     }
 
 
@@ -522,7 +512,7 @@ EXPECTED = {
     "bidirectional": "cannot read the future",
     "angle as an anomaly": "data.anomalies: 'wind_dir' is an angle or an event's column",
     "event column as an anomaly": "data.anomalies: 'precip' is an angle or an event's column",
-    "an anomaly twice": "data.anomalies_too: 'temp' is an angle or already in data.anomalies",
+    "a removed key": "train.burn_in was removed: every step of a training window is scored; leave it out",
 }
 
 
@@ -601,54 +591,6 @@ def test_departures_from_an_exponential_trailing_mean_whole_or_one_step_at_a_tim
     np.testing.assert_allclose(np.concatenate(steps, 1), whole.numpy(), atol=1e-5)
 
 
-def test_a_bounded_memory_forecasts_each_step_from_the_frame_that_has_read_the_most():
-    """relay_frames and relay_pick against their definition: at step t, the sequence from step
-    max(0, (t // half - 1) * half) to t read from scratch (here a running sum)."""
-    import tensorflow as tf
-
-    from nlpapps.data import series
-
-    x = np.random.default_rng(0).normal(size=(2, 23, 1)).astype("float32")
-    frames = series.relay_frames(tf.constant(x), 4)
-    assert frames.shape == (2 * 6, 8, 1)
-    picked = series.relay_pick(tf.cumsum(frames, axis=1), 4, 2, 23).numpy()
-    expected = [[x[b, max(0, (t // 4 - 1) * 4) : t + 1].sum(0) for t in range(23)] for b in range(2)]
-    np.testing.assert_allclose(picked, np.array(expected), atol=1e-5)
-
-
-def test_a_feature_of_anomalies_too_is_read_as_its_level_and_its_departure_after_the_features():
-    from nlpapps.tasks import forecast
-
-    x = np.random.default_rng(0).normal(20, 5, (50, 3)).astype("float32")
-    d = {"features": ["a", "b", "c"], "anomalies": ["a"], "anomalies_too": ["c"], "anomaly_steps": 10}
-    d |= {"angles": [], "changes": []}
-    read = forecast.model_inputs(x, d)
-    alone = forecast.model_inputs(x, {**d, "anomalies": ["a", "c"], "anomalies_too": []})
-    assert read.shape == (50, 4)
-    np.testing.assert_array_equal(read[:, 1:3], x[:, 1:3])  # b and c as they are
-    np.testing.assert_allclose(read[:, [0, 3]], alone[:, [0, 2]], atol=1e-6)  # a's and c's departures
-
-
-def test_changes_over_k_steps_follow_the_features_zero_until_k_readings_whole_or_one_step_at_a_time():
-    import tensorflow as tf
-
-    from nlpapps.tasks import forecast
-
-    x = np.random.default_rng(1).normal(20, 5, (30, 3)).astype("float32")
-    d = {"features": ["a", "wind", "c"], "angles": ["wind"], "anomalies": [], "anomalies_too": [], "changes": [1, 3]}
-    read = forecast.model_inputs(x, d)
-    assert read.shape == (30, 3 + 2 * 2)  # a's and c's changes over 1 and over 3 steps; the angle has none
-    np.testing.assert_array_equal(read[:, :3], x)
-    for j, k in enumerate((1, 3)):
-        expected = np.r_[np.zeros((k, 2)), x[k:, [0, 2]] - x[:-k, [0, 2]]]
-        np.testing.assert_allclose(read[:, 3 + 2 * j : 5 + 2 * j], expected, atol=1e-5)
-    history, stepped = forecast.no_history(d, 1), []
-    for reading in x:
-        out, history = forecast.read_readings(tf.constant(reading[None, None]), d, history)
-        stepped.append(out[0, 0].numpy())
-    np.testing.assert_allclose(np.array(stepped), read, atol=1e-5)
-
-
 def test_pooled_stations_train_only_before_the_validation_period(weather_slice):
     """Other stations' readings join the training sequences only up to where the recipe station's
     validation period starts: nothing of the periods scored is ever trained on."""
@@ -663,17 +605,37 @@ def test_pooled_stations_train_only_before_the_validation_period(weather_slice):
     parts = forecast.other_stations(recipe, data, logged.append)
     assert len(parts) == 1 and logged == [  # a station the file lacks is left out, and said so
         f"pooled: no station XYZ of data.train_stations in {weather_slice}; left out",
-        f"pooled: the training period of station JFK, {len(parts[0]['readings'])} steps",
+        f"pooled: the training period of station JFK, {len(parts[0].readings)} steps",
     ]
-    a = data["bounds"][0]
-    assert parts[0]["seconds"].max() < data["seconds"][a] and len(parts[0]["readings"]) > a // 2
-    assert not np.array_equal(parts[0]["readings"][:100], data["readings"][:100])  # JFK's own readings
+    a = data.bounds[0]
+    assert parts[0].seconds.max() < data.seconds[a] and len(parts[0].readings) > a // 2
+    assert not np.array_equal(parts[0].readings[:100], data.readings[:100])  # JFK's own readings
     # A file without the station column has nothing to pool.
     no_column = ["data.station_column=site", 'data.train_stations=["EWR","JFK"]']
     assert (
         forecast.other_stations(recipes.load("forecast", [f"data.source={weather_slice}", *no_column]), data, print)
         == []
     )
+
+
+def test_the_refit_trains_on_the_validation_period_and_the_first_fit_does_not(weather_slice):
+    from nlpapps import recipes
+    from nlpapps.tasks.forecast import data as forecast_data
+    from nlpapps.tasks.forecast import model as forecast_model
+
+    recipe = recipes.load("forecast", [f"data.source={weather_slice}", "model.horizon=6", "train.window=96"])
+    data = forecast_data.prepare(recipe, log=lambda _: None)
+    a, b, _ = data.bounds
+    scale = forecast_data.change_scale(data, recipe["data"]["features"], a)
+    seen = {}
+    for name, stop in (("first", a), ("refit", b)):
+        batches, steps = forecast_model.training_batches(recipe, data, [], scale, stop)
+        seen[name] = np.concatenate([np.asarray(x[1]).reshape(-1) for x, _ in batches])
+        assert steps == len(list(batches))
+    # Windows and their targets (horizon steps on) end before `stop`.
+    assert seen["first"].max() <= data.seconds[a - 6 - 1]
+    assert data.seconds[a] <= seen["refit"].max() <= data.seconds[b - 6 - 1]
+    assert np.isin(data.seconds[a : b - 6], seen["refit"]).mean() > 0.9  # the validation rows trained on
 
 
 def test_baselines_persistence_seasonal_naive_and_event_persistence():
@@ -698,9 +660,11 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
         ("model.horizon=0", "model.horizon = 0: must be at least 1"),
         ('data.train_stations=["EWR","EWR"]', "must be distinct station names"),
         ('data.train_stations=[""]', "must be distinct station names"),
-        ("train.quantity_loss=l1", "must be one of mse, huber, mae"),
-        ("data.changes=[0]", "must be distinct steps, 1 or more"),
-        ("data.changes=[1,1]", "must be distinct steps, 1 or more"),
+        ("train.carry_state=true", "train.carry_state was removed: every training window starts from zeros"),
+        ("model.memory=168", "model.memory was removed: the state runs on over the whole stream"),
+        ("data.changes=[1]", "data.changes was removed: the model reads each reading as it is"),
+        ("data.anomalies_too=[]", "data.anomalies_too was removed: data.anomalies reads a feature as its departure"),
+        ("train.quantity_loss=mae", "train.quantity_loss was removed: quantities train on the squared error"),
     ],
 )
 def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, words):

@@ -339,92 +339,17 @@ def departures(readings, columns, alpha, mean):
     return out, tf.cond(tf.shape(readings)[1] > 0, lambda: means[:, -1], lambda: mean)
 
 
-def changes_over(readings, recent, steps):
-    """Each reading's change over each of `steps` steps: readings [batch, time, features], `recent`
-    [batch, max(steps), features] the readings before the first step, oldest first (NaN where there was
-    none: a change from none is 0). Returns (one [batch, time, features] per step, the new recent): as
-    with departures, one step at a time gives the same as a whole sequence."""
-    history = tf.concat([recent, readings], 1)
-    back, length = recent.shape[1], tf.shape(readings)[1]
-    out = []
-    for k in steps:
-        change = readings - history[:, back - k : back - k + length]
-        out.append(tf.where(tf.math.is_finite(change), change, 0.0))
-    return out, history[:, -back:]
-
-
-def relay_frames(x, half):
-    """Sequences [batch, T, ...] as a stream with bounded memory reads them: frames of 2*half steps
-    starting every `half` steps (the last ones zero-padded), [batch * frames, 2*half, ...]."""
-    frames = tf.signal.frame(x, 2 * half, half, pad_end=True, axis=1)
-    return tf.reshape(frames, tf.concat([[-1, 2 * half], tf.shape(x)[2:]], 0))
-
-
-def relay_pick(y, half, batch, steps):
-    """Outputs [batch * frames, 2*half, ...] of relay_frames' frames back to [batch, steps, ...]: at step t
-    the frame that has read the most steps, from half + 1 to 2*half (fewer only in the first half of
-    the sequence): frame max(0, t // half - 1)."""
-    frames = (steps + half - 1) // half
-    y = tf.reshape(y, tf.concat([[batch, frames * 2 * half], tf.shape(y)[2:]], 0))
-    t = tf.range(steps)
-    k = tf.maximum(0, t // half - 1)
-    return tf.gather(y, k * half + t, axis=1)
-
-
-def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0, burn_in=0):
+def windows(readings, seconds, targets, spans, length, stride, batch_size, shuffle=False, seed=0):
     """tf.data of ((readings[length, F], seconds[length]), targets[length, ...]) windows, every
     `stride` steps, whose steps and targets all lie in one of the [start, stop) `spans` (several
-    series laid end to end: no window crosses from one into the next); batched, cached, prefetched.
-    With `burn_in` k, each window is preceded by the k steps before it (in its span) and comes with
-    a weight per step, 0 over those k and 1 over the window: the model's state warms up on the
-    readings before the window and only the window's forecasts are scored."""
-    starts = np.concatenate([np.arange(start, stop - burn_in - length + 1, stride) for start, stop in spans])
+    series laid end to end: no window crosses from one into the next); batched, cached, prefetched."""
+    starts = np.concatenate([np.arange(start, stop - length + 1, stride) for start, stop in spans])
     if not len(starts):
         return None
-    cut = _slicer(readings, seconds, targets, burn_in + length)
-    weight = tf.constant(np.r_[np.zeros(burn_in), np.ones(length)][:, None], "float32")
-
-    def window(s):
-        return (*cut(s), weight) if burn_in else cut(s)
-
-    ds = tf.data.Dataset.from_tensor_slices(starts).map(window).cache()
+    ds = tf.data.Dataset.from_tensor_slices(starts).map(_slicer(readings, seconds, targets, length)).cache()
     if shuffle:
         ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def streams(readings, seconds, targets, spans, length, rows, batches, seed=0):
-    """tf.data of batches ((readings[rows, length, F], seconds[rows, length], fresh[rows]),
-    targets[rows, length, ...]) for training through the stream: row j of batch i is the window
-    that follows row j's window of batch i - 1, so a model that carries each row's final state into
-    its next batch learns from states carried over thousands of steps, as it is served. A row
-    whose next window would cross the end of its span goes on at the next span's start (the last
-    wraps round to the first) and is marked fresh (its state starts again from zeros), as is every
-    row of the first batch. The rows start spread evenly over the spans, shifted by a random amount
-    drawn from `seed`: each seed (each epoch's) cuts the windows elsewhere."""
-    spans = [(start, stop) for start, stop in spans if stop - start >= length]
-    if not spans:
-        return None
-    sizes = np.array([stop - start for start, stop in spans])
-    ends = np.cumsum(sizes)
-    starts, fresh = np.zeros((batches, rows), np.int64), np.zeros((batches, rows), np.float32)
-    for j, place in enumerate((np.random.default_rng(seed).random() + np.arange(rows)) * ends[-1] / rows):
-        k = int(np.searchsorted(ends, place, side="right")) % len(spans)
-        position, new = spans[k][0] + int(place) - int(ends[k] - sizes[k]), True
-        for i in range(batches):
-            if position + length > spans[k][1]:
-                k = (k + 1) % len(spans)
-                position, new = spans[k][0], True
-            starts[i, j], fresh[i, j] = position, new
-            position, new = position + length, False
-    cut = _slicer(readings, seconds, targets, length)
-
-    def window(s, f):
-        (x, t), y = cut(s)
-        return (x, t, f), y
-
-    ds = tf.data.Dataset.from_tensor_slices((starts.reshape(-1), fresh.reshape(-1))).map(window)
-    return ds.batch(rows).prefetch(tf.data.AUTOTUNE)
 
 
 def _slicer(readings, seconds, targets, steps):
