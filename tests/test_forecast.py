@@ -674,3 +674,66 @@ def test_recipe_values_a_forecast_cannot_use_are_refused_up_front(override, word
     with pytest.raises(UserError, match=words.replace("(", r"\(")):
         recipes.load("forecast", [override])
     recipes.load("sentiment", ["model.bidirectional=true"])  # the same key stays allowed elsewhere
+
+
+# ------------------------------------------------------------------------------------- backtest
+
+
+def test_references_on_a_pure_daily_cycle():
+    """Adjusted persistence and the climatology-persistence mix forecast a repeating day exactly;
+    persistence and the same hour yesterday as their definitions say; rain climatology by hour."""
+    import pandas as pd
+
+    from nlpapps.tasks.forecast import references
+
+    index = pd.date_range("2013-01-01", periods=24 * 20, freq="h", tz="UTC")
+    hours = index.hour.to_numpy()
+    values = 50 + 10 * np.sin(2 * np.pi * hours / 24)
+    seconds = (index - pd.Timestamp(0, tz="UTC")).total_seconds().to_numpy()
+    phases = references.phase(seconds, pd.Timedelta(1, "h"), 24)
+    assert (phases == hours).all()
+    truth = np.stack([np.r_[values[h:], np.full(h, np.nan)] for h in range(1, 7)], 1)
+    adjusted = references.adjusted_persistence(values, 24, 6)
+    assert np.isnan(adjusted[0]).all()  # no week of history yet
+    np.testing.assert_allclose(adjusted[24 * 7 : -6], truth[24 * 7 : -6], atol=1e-9)
+    mix = references.climatology_mix(values, phases, 24, 24 * 10, [1, 3, 6], 6)
+    np.testing.assert_allclose(mix[:-6, [0, 2, 5]], truth[:-6, [0, 2, 5]], atol=1e-6)
+    rain = ((hours[:, None] + np.arange(1, 7)) % 24 < 6).astype(float)  # rain from midnight to six, every day
+    climate = references.event_climatology(rain, phases, 24, 24 * 10, 6)
+    np.testing.assert_allclose(climate, rain, atol=1e-9)
+
+
+def test_backtest_prints_the_table_writes_json_and_png_and_resumes_at_its_fold(weather_slice, tmp_path):
+    small = ["model.ensemble=1", "model.units=4", "model.horizon=6", "train.window=96", "train.batch_size=8"]
+    small.append('data.train_stations=["EWR","JFK"]')
+    args = ["backtest", "forecast", "--data", str(weather_slice), "--folds", "2", "--epochs", "1"]
+    args += [*(a for s in small for a in ("--set", s)), "--output", str(tmp_path)]
+    result = invoke(args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    folder = next((tmp_path / "forecast").glob("backtest-*"))
+    summary = json.loads((folder / "backtest.json").read_text())
+    assert summary["horizons"] == [1, 3, 6] and len(summary["folds"]) == 2
+    mae = summary["quantity"]["mae"]
+    assert set(mae) == {"model", "persistence", "same_hour", "adjusted", "mix", "trees"}
+    assert all(0 < v < 20 for name, values in mae.items() if name != "model" for v in values)
+    assert all(np.isfinite(mae["model"]))  # one epoch of four units: finite, not good
+    assert mae["persistence"][0] < mae["persistence"][2]  # an hour ahead is easier than six
+    assert all(0 <= c <= 1 for c in summary["quantity"]["coverage80"])
+    assert set(summary["event"]["skill"]) == {"model", "persistence", "logreg"}
+    png = (folder / "backtest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    for words in ("fold 1/2:", "fold 2/2:", "MAE pooled over 2 folds", "÷persistence range", "per fold"):
+        assert words in result.output
+    # Killed in its second fold: the next run reads the first and trains the second again, alone.
+    (folder / "fold_2.npz").unlink()
+    again = invoke(args)
+    assert again.exit_code == 0, again.output
+    assert "fold 1/2: done before, read from fold_1.npz" in again.output
+    assert "fold 2/2: done before" not in again.output and again.output.count("fold: ") == 1
+    assert json.loads((folder / "backtest.json").read_text())["quantity"]["mae"]["persistence"] == mae["persistence"]
+
+
+def test_backtest_of_a_task_without_one_is_one_line(tmp_path):
+    result = invoke(["backtest", "sentiment", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "only forecast recipes have a backtest" in result.stderr

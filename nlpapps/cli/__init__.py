@@ -234,6 +234,35 @@ def forecast_(name, input_path, stream, model_path, models):
 
 
 @cli.command()
+@click.argument("recipe", metavar="TASK")
+@click.option(
+    "--folds", type=click.IntRange(min=2), default=9, show_default=True, help="Test blocks after the first quarter."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Epochs each fold trains.")
+@click.option("--data", help="A .csv/.tsv file of readings (data.source).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key.")
+@click.option(
+    "--output", default="backtests", show_default=True, type=click.Path(file_okay=False), help="Where it goes."
+)
+def backtest(recipe, folds, epochs, data, overrides, output):
+    """Judge a task's recipe over rolling origins against references (forecast): a fresh model per
+    test block, trained on everything before it; prints the table, writes backtest.json and a PNG."""
+    given = [f"data.source={json.dumps(data)}"] if data else []
+    settings = recipes.load(recipe, [*given, *overrides])
+    if settings.task != "forecast":
+        raise UserError(f"backtest: {recipe} is a {settings.task} recipe; only forecast recipes have a backtest")
+    _require_writable(output)
+    import_tensorflow()
+    from nlpapps import training
+    from nlpapps.tasks.forecast import backtest as forecast_backtest
+
+    with native_logs_held():
+        training.strategy(settings)
+    folder = forecast_backtest.run(settings, output, folds, epochs, log=click.echo)
+    click.echo(f"\nbacktest written to {folder / 'backtest.json'} and {folder / 'backtest.png'}")
+
+
+@cli.command()
 @click.argument("texts", nargs=-1, required=True)
 @click.option(
     "--beam",

@@ -90,7 +90,7 @@ def trees(values, inputs, stop, horizons, horizon, seed=0):
         target = values[rows + h] - values[rows]
         keep = np.isfinite(target)
         model = HistGradientBoostingRegressor(
-            loss="absolute_error", max_iter=400, learning_rate=0.05, random_state=seed
+            loss="absolute_error", max_iter=400, learning_rate=0.05, early_stopping=True, random_state=seed
         )
         model.fit(inputs[rows][keep], target[keep])
         out[:, h - 1] = values + model.predict(inputs)

@@ -36,73 +36,8 @@ def streaming_functions(model, d, targets, scale, start):
     the names of the stream's state. d: the recipe's data settings; scale: (mean, std) of the
     quantities' changes [horizon, Kq]; start: the reading assumed before the first one (the
     training means), from which missing readings are carried forward."""
-    features = d["features"]
-    n_features = len(features)
-    reading_state = ["trailing_mean"] if departed(d) else []  # what the stream keeps to read a reading
-    current = [features.index(c) for _, c, t in targets if t is None]
-    encoder = model.get_layer("encode")
-    count = sum(layer.name.startswith("stack") for layer in model.layers)
-    members = [(model.get_layer(f"stack{s}"), model.get_layer(f"heads{s}")) for s in member_suffixes(count)]
-    stack = members[0][0]
-    kinds = np.array([threshold is None for _, _, threshold in targets])
-    order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
-    per_member = stack.states_per_layer * stack.depth
-    layer_states = [f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(per_member)]
-    names = [f"{name}{suffix}" for suffix in member_suffixes(len(members)) for name in layer_states]
-
-    def outputs(tops, filled):
-        """forecast [batch, time, horizon, K] and each quantile's forecast_pNN [batch, time, horizon, Kq]."""
-        out, quantiles = to_physical(tops, tf.gather(filled, current, axis=-1), scale, order)
-        named = {"forecast": out}
-        if quantiles is not None:
-            named.update({f"forecast_{name}": quantiles[..., i] for i, name in enumerate(QUANTILE_OUTPUTS)})
-        return named
-
-    def forecast(readings, seconds):
-        # The forecast follows the last reading; a caller who sends none is told so by name.
-        tf.debugging.assert_positive(
-            tf.shape(readings)[1], message="forecast: readings hold no time step; give at least one reading"
-        )
-        batch = tf.shape(readings)[0]
-        filled, _ = series.carry_forward(readings, tf.broadcast_to(start, [batch, n_features]))
-        x = encoder([read_readings(filled, d, no_history(d, batch))[0], seconds])
-        zeros = [tf.zeros([batch, stack.units]) for _ in layer_states]
-        tops = [top([run(x, initial_state=zeros, training=False)[0], x]) for run, top in members]
-        every = outputs(tops, filled)  # after every reading: forecasts, forecasts_p10, ...
-        return {
-            **{k: v[:, -1] for k, v in every.items()},
-            **{k.replace("forecast", "forecasts"): v for k, v in every.items()},
-        }
-
-    def initial_state(batch_size):
-        return {
-            "last_reading": tf.broadcast_to(start, [batch_size, n_features]),
-            **({"trailing_mean": no_history(d, batch_size)} if reading_state else {}),
-            **{name: tf.zeros([batch_size, stack.units]) for name in names},
-        }
-
-    # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
-    # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
-    def step(reading, seconds, last_reading, *states):
-        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
-        mean = states[0] if reading_state else no_history(d, 0)
-        given, mean = read_readings(last[:, None], d, mean)
-        states = states[len(reading_state) :]
-        # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
-        x = encoder([given, seconds[:, None]])
-        tops, new = [], []
-        for k, (member, top) in enumerate(members):
-            y, member_new = member.step(x[:, 0], list(states[k * per_member : (k + 1) * per_member]))
-            tops.append(top([y[:, None], x]))
-            new += member_new
-        return {
-            **{k: v[:, 0] for k, v in outputs(tops, last[:, None]).items()},
-            "last_reading": last,
-            **({"trailing_mean": mean} if reading_state else {}),
-            **dict(zip(names, new)),
-        }
-
-    f = tf.float32
+    stream = Stream(model, d, targets, scale, start)
+    f, n_features, units = tf.float32, len(d["features"]), stream.stack.units
     whole = [
         tf.TensorSpec([None, None, n_features], f, name="readings"),
         tf.TensorSpec([None, None], tf.float64, name="time"),
@@ -111,15 +46,88 @@ def streaming_functions(model, d, targets, scale, start):
         tf.TensorSpec([None, n_features], f, name="reading"),
         tf.TensorSpec([None], tf.float64, name="time"),
         tf.TensorSpec([None, n_features], f, name="last_reading"),
-        *(tf.TensorSpec([None, len(departed(d))], f, name=k) for k in reading_state),
-        *(tf.TensorSpec([None, stack.units], f, name=name) for name in names),
+        *(tf.TensorSpec([None, len(departed(d))], f, name=k) for k in stream.reading_state),
+        *(tf.TensorSpec([None, units], f, name=name) for name in stream.names),
     ]
     return {
-        "serving_default": (forecast, whole),
-        "forecast": (forecast, whole),
-        "initial_state": (initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
-        "step": (export.compiled(step, model.weights), stepped),
-    }, ["last_reading", *reading_state, *names]
+        "serving_default": (stream.forecast, whole),
+        "forecast": (stream.forecast, whole),
+        "initial_state": (stream.initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
+        # One reading costs a few hundred small ops; compiled by XLA (export.compiled, as every app's
+        # numeric part is served) they cost far less to launch (the same numbers, to float rounding).
+        "step": (export.compiled(stream.step, model.weights), stepped),
+    }, ["last_reading", *stream.reading_state, *stream.names]
+
+
+class Stream:
+    """The served model's parts, and the three signatures' functions over them."""
+
+    def __init__(self, model, d, targets, scale, start):
+        self.d, self.scale, self.start = d, scale, start
+        features = d["features"]
+        self.reading_state = ["trailing_mean"] if departed(d) else []  # what the stream keeps to read a reading
+        self.current = [features.index(c) for _, c, t in targets if t is None]
+        self.encoder = model.get_layer("encode")
+        count = sum(layer.name.startswith("stack") for layer in model.layers)
+        self.members = [(model.get_layer(f"stack{s}"), model.get_layer(f"heads{s}")) for s in member_suffixes(count)]
+        self.stack = stack = self.members[0][0]
+        kinds = np.array([threshold is None for _, _, threshold in targets])
+        self.order = np.argsort(np.r_[np.flatnonzero(kinds), np.flatnonzero(~kinds)], kind="stable")
+        self.per_member = stack.states_per_layer * stack.depth
+        self.layer_states = [
+            f"{'hc'[i % stack.states_per_layer]}{i // stack.states_per_layer + 1}" for i in range(self.per_member)
+        ]
+        self.names = [f"{name}{suffix}" for suffix in member_suffixes(count) for name in self.layer_states]
+
+    def outputs(self, tops, filled):
+        """forecast [batch, time, horizon, K] and each quantile's forecast_pNN [batch, time, horizon, Kq]."""
+        out, quantiles = to_physical(tops, tf.gather(filled, self.current, axis=-1), self.scale, self.order)
+        named = {"forecast": out}
+        if quantiles is not None:
+            named.update({f"forecast_{name}": quantiles[..., i] for i, name in enumerate(QUANTILE_OUTPUTS)})
+        return named
+
+    def forecast(self, readings, seconds):
+        # The forecast follows the last reading; a caller who sends none is told so by name.
+        tf.debugging.assert_positive(
+            tf.shape(readings)[1], message="forecast: readings hold no time step; give at least one reading"
+        )
+        batch, d = tf.shape(readings)[0], self.d
+        filled, _ = series.carry_forward(readings, tf.broadcast_to(self.start, [batch, len(d["features"])]))
+        x = self.encoder([read_readings(filled, d, no_history(d, batch))[0], seconds])
+        zeros = [tf.zeros([batch, self.stack.units]) for _ in self.layer_states]
+        tops = [top([run(x, initial_state=zeros, training=False)[0], x]) for run, top in self.members]
+        every = self.outputs(tops, filled)  # after every reading: forecasts, forecasts_p10, ...
+        return {
+            **{k: v[:, -1] for k, v in every.items()},
+            **{k.replace("forecast", "forecasts"): v for k, v in every.items()},
+        }
+
+    def initial_state(self, batch_size):
+        return {
+            "last_reading": tf.broadcast_to(self.start, [batch_size, len(self.d["features"])]),
+            **({"trailing_mean": no_history(self.d, batch_size)} if self.reading_state else {}),
+            **{name: tf.zeros([batch_size, self.stack.units]) for name in self.names},
+        }
+
+    def step(self, reading, seconds, last_reading, *states):
+        last = tf.where(tf.math.is_finite(reading), reading, last_reading)  # carry_forward of one step
+        mean = states[0] if self.reading_state else no_history(self.d, 0)
+        given, mean = read_readings(last[:, None], self.d, mean)
+        states = states[len(self.reading_state) :]
+        # The cells themselves, not the layers' loop over a one-step sequence: the same numbers, fewer ops.
+        x = self.encoder([given, seconds[:, None]])
+        tops, new, n = [], [], self.per_member
+        for k, (member, top) in enumerate(self.members):
+            y, member_new = member.step(x[:, 0], list(states[k * n : (k + 1) * n]))
+            tops.append(top([y[:, None], x]))
+            new += member_new
+        return {
+            **{k: v[:, 0] for k, v in self.outputs(tops, last[:, None]).items()},
+            "last_reading": last,
+            **({"trailing_mean": mean} if self.reading_state else {}),
+            **dict(zip(self.names, new)),
+        }
 
 
 def series_forecasts(endpoints, data):
