@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import SMALL, invoke, run_nlpapps, tree_digest
+from conftest import SHIPPED_SENTIMENT, SMALL, invoke, run_nlpapps, tree_digest
 
 import nlpapps
 
@@ -240,3 +240,48 @@ def test_numeric_text_column_is_a_user_error(data_files, tmp_path):
     assert not (tmp_path / "sentiment").exists() or not any(
         p.name.isdigit() for p in (tmp_path / "sentiment").iterdir()
     )
+
+
+# ----------------------------------------------------------------------- answers that must be right
+
+
+def test_predict_names_the_command_for_a_translate_model(tmp_path):
+    """`predict translate` meets a translate export: the error says which command serves it."""
+    stand_in = tmp_path / "translate" / "1"
+    stand_in.mkdir(parents=True)
+    (stand_in / "saved_model.pb").write_bytes(b"a stand-in: refused before it is read")
+    (stand_in / "metadata.json").write_text('{"task": "translate"}')
+    proc = run_nlpapps(["predict", "translate", "--models", str(tmp_path), "Hello"])
+    assert_one_line_error(proc, f"{stand_in} is a translate model: `nlpapps predict` serves sentiment and classify")
+    assert "use `nlpapps translate`" in proc.stderr.decode()
+    assert "not a translate model" not in proc.stderr.decode()
+
+
+def test_binary_data_shows_a_short_escaped_excerpt(tmp_path):
+    """A gzip file given as CSV: the error quotes its 'header' escaped and short, no NUL, no raw byte."""
+    binary = tmp_path / "reviews.csv"
+    binary.write_bytes(SHIPPED_SENTIMENT.read_bytes()[:4000])
+    proc = run_nlpapps(["run", "sentiment", "--data", str(binary), "--output", str(tmp_path / "out")])
+    assert_one_line_error(proc, "no column 'text'; columns are: ")
+    line = proc.stderr.decode("utf-8")  # strict: a lone surrogate or stray byte would fail here
+    assert "\x00" not in line and all(c.isprintable() for c in line.rstrip("\n"))
+    assert "\\x" in line  # the bytes are shown escaped
+    assert len(line) < 400
+
+
+@pytest.mark.parametrize("text", ["", "   \t "])
+def test_a_text_without_words_gets_no_label(sentiment_export, text):
+    result = invoke(["predict", "sentiment", "--json", text, "great film", "--model", sentiment_export])
+    assert result.exit_code == 0, result.output
+    empty, words = (json.loads(line) for line in result.stdout.splitlines())
+    assert empty == {"text": text, "label": "", "score": None}
+    assert words["label"] in ("negative", "neutral", "positive") and isinstance(words["score"], float)
+
+
+def test_run_explains_the_scales_and_score_r_and_what_to_try_next(sentiment_run, models_root):
+    path, output = sentiment_run
+    assert "on the training scale: the data's score / 4 (-1..1)" in output
+    assert "score_r, the Pearson correlation of predicted with true scores, on the data's scale (-4..4)" in output
+    hint, last = output.rstrip().splitlines()[-2:]
+    assert last == f"exported sentiment model to {path}"
+    assert hint.startswith("try it: nlpapps predict ") and f"--models {models_root}" in hint, hint

@@ -1,6 +1,8 @@
 """Training as the forecast is served: streams of consecutive windows whose state is carried from
 one batch to the next (train.carry_state), and the refit on training + validation (train.refit)."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import invoke
@@ -130,3 +132,120 @@ def test_burn_in_windows_start_earlier_in_their_span_and_score_only_the_window()
     assert weight.numpy()[0, :, 0].tolist() == [0.0] * 6 + [1.0] * 10
     assert x[:, 0].tolist() == [0, 5, 10, 15, 20, 40, 45, 50, 55, 60, 65, 70, 75]  # burn-in from the span start on
     assert all((w[-1] < 40) == (w[0] < 40) for w in x)  # none crosses from one span into the next
+
+
+# ------------------------------------------------- `nlpapps forecast`: --input and --stream read alike
+
+FORECAST_SMALL = [
+    *("--epochs", "2", "--units", "8"),
+    *("--set", "model.ensemble=1", "--set", "model.horizon=3", "--set", "train.window=96"),
+    *("--set", "train.stride=24", "--set", "train.batch_size=8"),
+]
+
+
+@pytest.fixture(scope="module")
+def weather(tmp_path_factory):
+    """Sixty days of the shipped EWR readings as a CSV (its header and rows as text), and a tiny model
+    trained on them."""
+    import csv
+    import gzip
+
+    from conftest import SHIPPED_SENTIMENT
+
+    shipped = SHIPPED_SENTIMENT.parent / "nyc_weather_2013.csv.gz"
+    with gzip.open(shipped, "rt", encoding="utf-8", newline="") as f:
+        lines = [line.rstrip("\r\n") for line in f]
+    header, rows = lines[0], [line for line in lines[1:] if line.startswith("EWR,")][2000:3440]
+    folder = tmp_path_factory.mktemp("weather")
+    (folder / "slice.csv").write_text("\n".join([header, *rows]) + "\n")
+    result = invoke(["run", "forecast", "--data", folder / "slice.csv", *FORECAST_SMALL, "--output", folder])
+    assert result.exit_code == 0, f"training failed:\n{result.output}\n{result.exception!r}"
+    assert next(csv.reader([header]))[-1] == "time_hour"
+    return folder / "forecast" / "1", header, rows[-30:]
+
+
+class Run:
+    """A `forecast` command's exit code, stdout and stderr, run in-process."""
+
+    def __init__(self, result):
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout_bytes, result.stderr_bytes
+
+
+def both_ways(export, lines, tmp_path, *flags):
+    """`forecast --input FILE` and `forecast --stream < FILE` on the same lines: (input, stream) runs."""
+    path = tmp_path / "readings.csv"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    given = invoke(["forecast", "--model", export, "--input", path, *flags])
+    streamed = invoke(["forecast", "--model", export, "--stream", *flags], input=path.read_bytes())
+    return Run(given), Run(streamed)
+
+
+def warnings_of(proc):
+    return [line for line in proc.stderr.decode().splitlines() if line.startswith("nlpapps: warning:")]
+
+
+def test_a_missing_feature_column_is_refused_alike(weather, tmp_path):
+    export, header, rows = weather
+    names = header.split(",")
+    drop = names.index("temp")
+    lines = [",".join(c for i, c in enumerate(line.split(",")) if i != drop) for line in [header, *rows]]
+    for proc in both_ways(export, lines, tmp_path):
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1, err
+        assert "the header has no column 'temp', a reading the model needs" in err
+        assert proc.stdout == b""
+
+
+def test_garbage_repeated_and_earlier_rows_are_warned_about_and_skipped_alike(weather, tmp_path):
+    export, header, rows = weather
+    messy = [header, *rows[:10], "this is, not a, reading", rows[9], rows[4], *rows[10:]]
+    given, streamed = both_ways(export, messy, tmp_path)
+    assert given.returncode == 0 and streamed.returncode == 0, given.stderr.decode() + streamed.stderr.decode()
+    warned = warnings_of(given)
+    assert warned == warnings_of(streamed)
+    assert [w.split(":")[2].strip() for w in warned] == ["line 12", "line 13", "line 14"]
+    assert "fields where the header has" in warned[0]
+    assert "is not after the previous reading's" in warned[1] and "is not after" in warned[2]
+    clean, _ = both_ways(export, [header, *rows], tmp_path)
+    assert given.stdout == clean.stdout  # the skipped rows change nothing
+    last = streamed.stdout.decode().splitlines()[-1].split(",")
+    whole = given.stdout.decode().splitlines()[-1].split(",")
+    assert last[0] == whole[0] and last[-1] == whole[-1] == "new"
+    np.testing.assert_allclose([float(v) for v in last[1:-1]], [float(v) for v in whole[1:-1]], atol=2e-3, rtol=1e-3)
+    out = streamed.stdout.decode().splitlines()
+    assert len(out) == 1 + len(messy) - 1  # a line for every row
+    assert [line.split(",")[-1] for line in out[11:14]] == ["stands"] * 3  # the skipped rows, marked
+    assert [line.rsplit(",", 1)[0] for line in out[11:14]] == [out[10].rsplit(",", 1)[0]] * 3
+
+
+def test_the_header_gives_units_the_help_says_what_plus_h_means_and_json_names_them(weather, tmp_path):
+    export, header, rows = weather
+    given, streamed = both_ways(export, [header, *rows[:3]], tmp_path)
+    names = given.stdout.decode().splitlines()[0].split(",")
+    assert names == [
+        "time",
+        *(f"temp+{h}[°F]" for h in (1, 2, 3)),
+        *(f"precip>0+{h}[probability]" for h in (1, 2, 3)),
+        "status",
+    ]
+    assert streamed.stdout.decode().splitlines()[0] == ",".join(names)
+    help_text = invoke(["forecast", "--help"]).output
+    assert '"+h" is h of the model\'s steps' in help_text and "1 hour" in help_text
+    given, streamed = both_ways(export, [header, *rows[:3]], tmp_path, "--json")
+    objects = [json.loads(line) for line in streamed.stdout.decode().splitlines()]
+    whole = json.loads(given.stdout)
+    assert len(objects) == 3 and whole["time"] == objects[-1]["time"]
+    for name, target in whole["targets"].items():
+        np.testing.assert_allclose(target["forecast"], objects[-1]["targets"][name]["forecast"], atol=2e-3, rtol=1e-3)
+    assert objects[-1]["status"] == "new" and objects[-1]["step"] == "1 hour"
+    assert objects[-1]["targets"]["temp"]["unit"] == "°F" and len(objects[-1]["targets"]["temp"]["forecast"]) == 3
+    assert set(objects[-1]["targets"]) == {"temp", "precip>0"}
+
+
+@pytest.mark.parametrize("content, words", [("", "empty; expected a CSV header"), (None, "no readings")])
+def test_empty_input_is_said_alike(weather, tmp_path, content, words):
+    export, header, _ = weather
+    for proc in both_ways(export, [] if content == "" else [header], tmp_path):
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1 and words in err, err
+        assert proc.stdout == b""

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from nlpapps import __version__, recipes
-from nlpapps.errors import UserError
+from nlpapps.errors import UserError, printable
 
 # Shorthand flags of `run`: each sets one recipe key.
 SHORTHANDS = {
@@ -70,7 +70,7 @@ class App(click.Group):
             code = super().main(args, prog_name or "nlpapps", standalone_mode=False, **extra)
         except (click.ClickException, UserError) as e:
             message = e.format_message() if isinstance(e, click.ClickException) else str(e)
-            click.echo(f"nlpapps: error: {message}", err=True)
+            click.echo(f"nlpapps: error: {printable(message)}", err=True)
             if getattr(e, "exit_now", False):  # TensorFlow still waits in a thread that would hold the exit
                 sys.stdout.flush()
                 os._exit(2)
@@ -128,7 +128,8 @@ def run(recipe, overrides, output, **flags):
     if path is None:
         click.echo(f"\n{training.worker_label()}: done; the chief writes the export")
     else:
-        click.echo(f"\nexported {settings.task} model to {path}")
+        click.echo(f"\ntry it: {next_step(settings.task, settings.name, output)}")
+        click.echo(f"exported {settings.task} model to {path}")
 
 
 def _require_writable(folder):
@@ -150,19 +151,43 @@ def _read_texts(texts):
     return [t.encode("utf-8", "surrogateescape") for t in texts]
 
 
-def resolve_model(name, model_path, models, tasks_served):
+# The command that answers with each task's exports.
+COMMAND_OF = {"sentiment": "predict", "classify": "predict", "translate": "translate", "forecast": "forecast"}
+
+
+def resolve_model(name, model_path, models, tasks_served, command):
     """The export to use and its metadata: --model PATH, else the newest version of the model NAME
     (a recipe's name: sentiment, spam, ...). Refuses an export of a task this command does not serve,
-    and one of another task than NAME when NAME is a task."""
+    naming the command that does, and one of another task than NAME when NAME is a task."""
     from nlpapps import export, tasks
 
     path = Path(model_path) if model_path else export.latest(models, name)
     meta = export.metadata(path)
     task = meta.get("task")
-    if task not in tasks_served or (name in tasks.TASKS and task != name):
-        wanted = name if name in tasks.TASKS else " or ".join(tasks_served)
-        raise UserError(f"{path} is a {task} model, not a {wanted} model")
+    if task not in tasks_served:
+        other = COMMAND_OF.get(task, task)
+        raise UserError(
+            f"{path} is a {task} model: `nlpapps {command}` serves {' and '.join(tasks_served)} models; "
+            f"use `nlpapps {other}`"
+        )
+    if name in tasks.TASKS and task != name:
+        raise UserError(f"{path} is a {task} model, not a {name} model")
     return path, meta
+
+
+def next_step(task, name, models):
+    """The command that tries the model just written."""
+    where = "" if models == "saved_models" else f" --models {models}"
+    example = {
+        "predict": "'What a wonderful film.'",
+        "translate": "'Hello.'",
+        "forecast": "--input readings.csv",
+    }.get(COMMAND_OF.get(task, task), "")
+    if COMMAND_OF.get(task) == "predict":
+        return f"nlpapps predict {name}{where} {example}"
+    if COMMAND_OF.get(task) == "forecast":
+        return f"nlpapps forecast {name}{where} {example}"
+    return f"nlpapps {COMMAND_OF.get(task, task)} --name {name}{where} {example}".rstrip()
 
 
 @cli.command()
@@ -179,7 +204,7 @@ def predict(name, texts, model_path, models, top_k, as_json):
     MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
     from nlpapps import tasks
 
-    path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN)
+    path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN, "predict")
     if top_k and meta["task"] not in tasks.TOP_K:
         raise UserError(f"--top-k is for {', '.join(tasks.TOP_K)} models; {path} is a {meta['task']} model")
     raw = _read_texts(texts)
@@ -192,45 +217,69 @@ def predict(name, texts, model_path, models, top_k, as_json):
     for text, row in zip(raw, task.rows(outputs, top_k)):
         text = text.decode("utf-8", "replace")
         if as_json:
-            click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))
+            click.echo(json.dumps({"text": text, **_finite(row)}, ensure_ascii=False))
         else:  # one line per text, whatever the text holds
             cells = [text, *(str(v) for v in row.values())]
             click.echo("\t".join(c.translate(TSV_ESCAPES) for c in cells))
 
 
-@cli.command("forecast")
+FORECAST_HELP = """Forecast with an exported forecast model: after the last reading of --input FILE, or after
+every row arriving on stdin with --stream (its header first).
+
+\b
+Output: one CSV line per forecast: time (the reading's), then each target at +1 ... +horizon, each
+column's unit in brackets, then status. "+h" is h of the model's steps (its data's interval: 1 hour
+for the shipped weather) after the reading's time; an event (precip>0) is its probability. status is
+"new", or "stands" where a row was skipped (unreadable, repeated or earlier time) and the line repeats
+the standing forecast. --json gives one JSON object per line instead, with names and units.
+
+--input and --stream read rows alike: the model's features must all be columns of the header; a
+value that is not a number is carried forward, a row that cannot be placed after the previous one is
+skipped, each with a warning on stderr."""
+
+
+def _finite(row):
+    """NaN (a text without words has no score) as JSON's null."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+
+
+@cli.command("forecast", help=FORECAST_HELP)
 @click.argument("name", metavar="[MODEL]", default="forecast")
 @click.option("--input", "input_path", type=click.Path(), help="A CSV of readings: the forecast after its last row.")
 @click.option("--stream", is_flag=True, help="Read CSV rows from stdin (header first); one forecast line per row.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line: time, status, each target's unit and values."
+)
 @click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
 @click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
-def forecast_(name, input_path, stream, model_path, models):
-    """Forecast with an exported forecast model: after the last reading of --input FILE, or after
-    every row arriving on stdin with --stream. Prints CSV: time, then each target at +1 … +horizon."""
+def forecast_(name, input_path, stream, as_json, model_path, models):
     if bool(input_path) == stream:
         raise UserError("give exactly one of --input FILE or --stream")
-    path, meta = resolve_model(name, model_path, models, ("forecast",))
+    path, meta = resolve_model(name, model_path, models, ("forecast",), "forecast")
     import_tensorflow()
     import tensorflow as tf
 
     from nlpapps.cli import forecast_io as forecast
 
-    if input_path:
-        times, readings, seconds = forecast.read_input(input_path, meta)
-        served = tf.saved_model.load(str(path)).signatures["forecast"]
-        out = served(readings=tf.constant(readings[None]), time=tf.constant(seconds[None]))["forecast"]
-        click.echo(forecast.header(meta))
-        click.echo(forecast.line(times[-1].isoformat(), out[0].numpy()))
-        return
     loaded = tf.saved_model.load(str(path))
+    if input_path:
+        times, readings, seconds = forecast.read_input(input_path, meta, _warn)
+        served = loaded.signatures["forecast"]
+        out = served(readings=tf.constant(readings[None]), time=tf.constant(seconds[None]))
+        write = forecast.Lines(meta, forecast.output_shapes(served), as_json)
+        for text in (write.header(), write.line(times[-1].isoformat(), {k: out[k][0].numpy() for k in write.outputs})):
+            if text:
+                click.echo(text)
+        return
+    write = forecast.Lines(meta, forecast.output_shapes(loaded.signatures["step"]), as_json)
+    rows = forecast.Rows(meta, "stdin", _warn)
     lines = (raw.decode("utf-8", "replace") for raw in sys.stdin.buffer)
-    forecast.stream(
-        lines,
-        loaded.signatures,
-        meta,
-        emit=lambda text: print(text, flush=True),
-        warn=lambda text: print(f"nlpapps: warning: {text}", file=sys.stderr, flush=True),
-    )
+    for text in forecast.stream(lines, loaded.signatures, rows, write):
+        print(text, flush=True)
+
+
+def _warn(text):
+    print(f"nlpapps: warning: {printable(text)}", file=sys.stderr, flush=True)
 
 
 @cli.command()
@@ -255,7 +304,7 @@ def forecast_(name, input_path, stream, model_path, models):
 )
 def translate(texts, beam, name, model_path, models, as_json, attention_png):
     """Translate TEXTS (or '-' to read one text per line from stdin, one line out for each)."""
-    path, _ = resolve_model(name, model_path, models, ("translate",))
+    path, _ = resolve_model(name, model_path, models, ("translate",), "translate")
     raw = _read_texts(texts)
     import_tensorflow()
     import tensorflow as tf

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlpapps.errors import UserError
+from nlpapps.errors import UserError, listing
 
 SHIPPED = Path(__file__).parent / "shipped"
 SPLITS = ("train", "validation", "test")
@@ -126,7 +126,7 @@ def _select(table, columns, optional, origin):
         if column in table:
             chosen[name] = table[column]
         elif column and name not in optional:
-            raise UserError(f"{origin}: no column {column!r}; columns are: {', '.join(available)}")
+            raise UserError(f"{origin}: no column {column!r}; columns are: {listing(available)}")
     return chosen
 
 

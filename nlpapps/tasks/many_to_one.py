@@ -232,17 +232,32 @@ def serving(model, vectorizer, classes, outputs, max_tokens):
     edges = text.serving_edges(max_tokens)
 
     def serve(text_in):
-        result = export.by_length(numeric, vectorizer(text_in)[:, :max_tokens], edges)
+        ids = vectorizer(text_in)[:, :max_tokens]
+        result = export.by_length(numeric, ids, edges)
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
         # The task's own outputs come last: a task may give its label another meaning than the argmax.
-        return {
+        named = {
             "label": tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
             "probabilities": probabilities,
-            "classes": class_names,
             **outputs(result),
         }
+        return {**no_words(named, ids), "classes": class_names}
 
     return serve
+
+
+def no_words(named, ids):
+    """A text without a single token (empty, or only punctuation) has nothing to judge: its label is
+    "" and its numbers NaN, rather than the confident answer the model gives to padding alone."""
+    empty = tf.math.count_nonzero(ids, axis=1) == 0
+    return {
+        k: tf.where(
+            tf.reshape(empty, [-1] + [1] * (v.shape.rank - 1)),
+            tf.constant("" if v.dtype == tf.string else float("nan"), v.dtype),
+            v,
+        )
+        for k, v in named.items()
+    }
 
 
 def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):

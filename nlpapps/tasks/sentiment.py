@@ -100,6 +100,8 @@ def run(recipe, output_root, log=print):
         y = table.lookup(polarity_tf(score, band))
         return {"polarity": y, "score": (score / scale)[:, None]}, y >= 0
 
+    if scored:
+        log(f"score_loss and score_mae while training are on the training scale: the data's score / {scale:g} (-1..1)")
     with training.strategy(recipe).scope():
         model = build(data.vectorizer.vocabulary_size(), classes, scored, m, t)
     history, seconds, speed = many_to_one.fit(model, data, targets, recipe, output_root)
@@ -122,7 +124,15 @@ def run(recipe, output_root, log=print):
             g.add(y["polarity"][sel], predicted[sel], true_score[sel], predicted_score[sel], majority, mean_score)
     rows = [groups["all"].row("all", classes)]
     rows += [groups[k].row(k, classes) for k in sorted(groups) if k != "all"]
-    log("\ntest split (majority_*: the majority-class baseline; mean_score_mae: always the training mean)")
+    log(
+        "\ntest split (majority_*: the majority-class baseline; mean_score_mae: always the training mean; "
+        + (
+            f"score_mae and score_r, the Pearson correlation of predicted with true scores, on the data's scale "
+            f"(-{scale:g}..{scale:g}))"
+            if scored
+            else "score: the probability of the last class)"
+        )
+    )
     log(evaluation.table(rows, list(rows[0])))
     metadata = {
         "data": {
