@@ -34,6 +34,9 @@ class Recipe:
         return {f"{s}.{k}": v for s, table in self.settings.items() for k, v in table.items()}
 
 
+CELLS = ("rnn", "lstm", "gru", "peephole")  # the recurrent cells of blocks/, model.cell's choices
+
+
 def _at_least(low):
     return lambda v: None if v >= low else f"must be at least {low}"
 
@@ -66,7 +69,7 @@ RULES = {
     "train.steps_per_epoch": _at_least(0),
     "model.embedding_dim": _at_least(1),
     "model.embedding_dropout": _fraction,
-    "model.cell": _one_of("rnn", "lstm", "gru", "peephole"),
+    "model.cell": _one_of(*CELLS),
     "model.units": _at_least(1),
     "model.depth": _at_least(1),
     "model.dropout": _fraction,

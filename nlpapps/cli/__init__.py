@@ -81,6 +81,33 @@ class App(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+MODEL_HELP = (
+    "The model: its name, the recipe it was trained with ({examples}), for the newest version under "
+    "--models; or a folder: one export (NAME/VERSION) or a model's versions (NAME)."
+)
+
+
+def model_option(default, examples):
+    return click.option(
+        "--model", "-m", "model", default=default, metavar="NAME|PATH", help=MODEL_HELP.format(examples=examples)
+    )
+
+
+def models_option(help="The folder of exports: NAME/VERSION/ for each model."):
+    return click.option(
+        "--models",
+        default="saved_models",
+        show_default=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help=help,
+    )
+
+
+def deprecated(old, new):
+    click.echo(f"nlpapps: warning: {old} is deprecated; {new}", err=True)
+
+
 @click.group(cls=App, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nlpapps")
 def cli():
@@ -91,7 +118,7 @@ def cli():
 @click.argument("recipe")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (train.epochs).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
-@click.option("--cell", help="rnn, lstm, gru or peephole (model.cell).")
+@click.option("--cell", metavar="[" + "|".join(recipes.CELLS) + "]", help="Recurrent cell (model.cell).")
 @click.option("--units", type=click.IntRange(min=1), help="Units per recurrent layer (model.units).")
 @click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers (model.depth).")
 @click.option("--bidirectional/--no-bidirectional", default=None, help="Read both ways (model.bidirectional).")
@@ -106,15 +133,12 @@ def cli():
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any recipe key, e.g. model.units=128."
 )
-@click.option(
-    "--output",
-    default="saved_models",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where exports (and training runs) go.",
-)
-def run(recipe, overrides, output, **flags):
-    """Train, evaluate and export a task: a recipe name (sentiment, classify, spam, ...) or a .toml file."""
+@models_option("Where the export (NAME/VERSION/) and the training runs go.")
+@click.option("--output", hidden=True, type=click.Path(file_okay=False), help="The same as --models.")
+def run(recipe, overrides, models, output, **flags):
+    """Train, evaluate and export a task: a recipe name (sentiment, classify, spam, ...) or a .toml file.
+    The export is named after the recipe: `--model NAME` in the other commands."""
+    output = models if output is None else output  # --output: the name --models had in `run`
     given = [f"{SHORTHANDS[k]}={json.dumps(v, ensure_ascii=False)}" for k, v in flags.items() if v is not None]
     settings = recipes.load(recipe, [*given, *overrides])
     _require_writable(output)
@@ -133,15 +157,15 @@ def run(recipe, overrides, output, **flags):
 
 
 def _require_writable(folder):
-    """Refuse an --output that cannot take an export before any work starts, creating nothing."""
+    """Refuse a --models folder that cannot take an export before any work starts, creating nothing."""
     path = Path(folder).absolute()
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
-        raise UserError(f"--output {folder}: {existing} is not a folder")
+        raise UserError(f"--models {folder}: {existing} is not a folder")
     try:  # a real write, not os.access: read-only file systems and /proc refuse even root
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as e:
-        raise UserError(f"--output {folder}: cannot write in {existing} ({e.strerror})") from None
+        raise UserError(f"--models {folder}: cannot write in {existing} ({e.strerror})") from None
 
 
 def _read_texts(texts):
@@ -155,13 +179,19 @@ def _read_texts(texts):
 COMMAND_OF = {"sentiment": "predict", "classify": "predict", "translate": "translate", "forecast": "forecast"}
 
 
-def resolve_model(name, model_path, models, tasks_served, command):
-    """The export to use and its metadata: --model PATH, else the newest version of the model NAME
-    (a recipe's name: sentiment, spam, ...). Refuses an export of a task this command does not serve,
-    naming the command that does, and one of another task than NAME when NAME is a task."""
-    from nlpapps import export, tasks
+def resolve_model(model, models, tasks_served, command, expected=None):
+    """The export to use and its metadata. `model` is a model's name (its newest version under
+    `models`) or a folder: an export, or a model's folder of versions. Refuses an export of a task
+    this command does not serve, naming the command that does, and one of another task than
+    `expected` (a task named the old way)."""
+    from nlpapps import export
 
-    path = Path(model_path) if model_path else export.latest(models, name)
+    path = Path(model)
+    if (path / "saved_model.pb").is_file() or not _is_name(model):
+        found = export.versions(path) if not (path / "saved_model.pb").is_file() else []
+        path = path / str(found[-1]) if found else path
+    else:
+        path = export.latest(models, model)
     meta = export.metadata(path)
     task = meta.get("task")
     if task not in tasks_served:
@@ -170,9 +200,28 @@ def resolve_model(name, model_path, models, tasks_served, command):
             f"{path} is a {task} model: `nlpapps {command}` serves {' and '.join(tasks_served)} models; "
             f"use `nlpapps {other}`"
         )
-    if name in tasks.TASKS and task != name:
-        raise UserError(f"{path} is a {task} model, not a {name} model")
+    if expected and task != expected:
+        raise UserError(f"{path} is a {task} model, not a {expected} model")
     return path, meta
+
+
+def _is_name(model):
+    """A model's name (a recipe's: letters, digits, _ - .), not a path."""
+    return bool(model) and "/" not in model and model not in (".", "..") and Path(model).name == model
+
+
+def old_model_argument(texts, model, models):
+    """`predict MODEL TEXT...`, the old spelling: the first of several texts names the model when it
+    is a task, a recipe or a model under `models`. (texts, model, the task it names if any); with
+    --model PATH as well, the path is the model and MODEL the task it must be."""
+    from nlpapps import tasks
+
+    first = texts[0] if len(texts) > 1 else None
+    known = first in tasks.TASKS or first in recipes.available() or (Path(models) / str(first)).is_dir()
+    if not first or not _is_name(first) or not known:
+        return texts, model, None
+    deprecated(f"`nlpapps predict {first} TEXT...`", f"use `nlpapps predict --model {first} TEXT...`")
+    return texts[1:], model or first, first if first in tasks.TASKS else None
 
 
 def next_step(task, name, models):
@@ -183,28 +232,22 @@ def next_step(task, name, models):
         "translate": "'Hello.'",
         "forecast": "--input readings.csv",
     }.get(COMMAND_OF.get(task, task), "")
-    if COMMAND_OF.get(task) == "predict":
-        return f"nlpapps predict {name}{where} {example}"
-    if COMMAND_OF.get(task) == "forecast":
-        return f"nlpapps forecast {name}{where} {example}"
-    return f"nlpapps {COMMAND_OF.get(task, task)} --name {name}{where} {example}".rstrip()
+    return f"nlpapps {COMMAND_OF.get(task, task)} --model {name}{where} {example}".rstrip()
 
 
 @cli.command()
-@click.argument("name", metavar="MODEL")
 @click.argument("texts", nargs=-1, required=True)
-@click.option(
-    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL."
-)
-@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@model_option(None, "sentiment, classify, spam, ...; default: sentiment")
+@models_option()
 @click.option("--top-k", type=click.IntRange(min=1), help="Show the K most likely labels (classify).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of TSV.")
-def predict(name, texts, model_path, models, top_k, as_json):
-    """Run an exported text model on TEXTS (or '-' to read one text per line from stdin).
-    MODEL is a task (sentiment, classify) or another recipe's name (spam)."""
+def predict(texts, model, models, top_k, as_json):
+    """Run an exported text model (sentiment, classify) on TEXTS, or '-' to read one text per line
+    from stdin; one line out for each: the text, its label and score (or probability)."""
     from nlpapps import tasks
 
-    path, meta = resolve_model(name, model_path, models, tasks.TEXT_IN, "predict")
+    texts, model, expected = old_model_argument(texts, model, models)
+    path, meta = resolve_model(model or "sentiment", models, tasks.TEXT_IN, "predict", expected)
     if top_k and meta["task"] not in tasks.TOP_K:
         raise UserError(f"--top-k is for {', '.join(tasks.TOP_K)} models; {path} is a {meta['task']} model")
     raw = _read_texts(texts)
@@ -244,18 +287,21 @@ def _finite(row):
 
 
 @cli.command("forecast", help=FORECAST_HELP)
-@click.argument("name", metavar="[MODEL]", default="forecast")
+@click.argument("name", required=False, metavar="")
 @click.option("--input", "input_path", type=click.Path(), help="A CSV of readings: the forecast after its last row.")
 @click.option("--stream", is_flag=True, help="Read CSV rows from stdin (header first); one forecast line per row.")
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per line: time, status, each target's unit and values."
 )
-@click.option("--model", "model_path", type=click.Path(), help="An export folder; default: the newest version.")
-@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
-def forecast_(name, input_path, stream, as_json, model_path, models):
+@model_option("forecast", "forecast, ...; default: forecast")
+@models_option()
+def forecast_(name, input_path, stream, as_json, model, models):
+    if name is not None:  # the old spelling, `forecast MODEL`
+        deprecated(f"`nlpapps forecast {name}`", f"use `nlpapps forecast --model {name}`")
+        model = name if model == "forecast" else model
     if bool(input_path) == stream:
         raise UserError("give exactly one of --input FILE or --stream")
-    path, meta = resolve_model(name, model_path, models, ("forecast",), "forecast")
+    path, meta = resolve_model(model, models, ("forecast",), "forecast")
     import_tensorflow()
     import tensorflow as tf
 
@@ -289,11 +335,9 @@ def _warn(text):
     type=click.IntRange(min=1),
     help="Beam width; 1 is greedy. Default: the width the model was exported with (decode.beam_width).",
 )
-@click.option("--name", default="translate", show_default=True, help="The model: a translate recipe's name.")
-@click.option(
-    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of --name."
-)
-@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@model_option("translate", "translate, ...; default: translate")
+@click.option("--name", hidden=True, help="Deprecated: --model.")
+@models_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, translation, score.")
 @click.option(
     "--show-attention",
@@ -302,9 +346,15 @@ def _warn(text):
     help="Also draw each translation's attention weights to this PNG (PNG-2.png, ... for more texts); "
     "uses the model's own beam width.",
 )
-def translate(texts, beam, name, model_path, models, as_json, attention_png):
+def translate(texts, beam, model, name, models, as_json, attention_png):
     """Translate TEXTS (or '-' to read one text per line from stdin, one line out for each)."""
-    path, _ = resolve_model(name, model_path, models, ("translate",), "translate")
+    if name is not None:
+        deprecated("--name", f"use --model {name}")
+        model = name if model == "translate" else model
+    path, meta = resolve_model(model, models, ("translate",), "translate")
+    own = meta.get("recipe", {}).get("decode.beam_width")
+    if attention_png and beam is not None and beam != own:
+        raise UserError(f"--show-attention draws the model's own beam (decode.beam_width = {own}): drop --beam {beam}")
     raw = _read_texts(texts)
     import_tensorflow()
     import tensorflow as tf
@@ -347,10 +397,11 @@ def translate(texts, beam, name, model_path, models, as_json, attention_png):
                 n = start + i + 1
                 target = png if n == 1 else png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}")
                 task.show_attention(outputs, i, target)
+                click.echo(f"attention of text {n}: {target}", err=True)
 
 
 @cli.command("list")
-@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@models_option()
 def list_(models):
     """Tasks, recipes and saved models with their versions and headline metrics."""
     from nlpapps import tasks
