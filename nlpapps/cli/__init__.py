@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -398,6 +399,65 @@ def translate(texts, beam, model, name, models, as_json, attention_png):
                 target = png if n == 1 else png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}")
                 task.show_attention(outputs, i, target)
                 click.echo(f"attention of text {n}: {target}", err=True)
+
+
+SERVE_HELP = """Answer over HTTP with TensorFlow Serving's REST API, so that its clients work unchanged:
+the newest version of every model under --models (or of each --model NAME), loaded and warmed up
+once, then answered in milliseconds.
+
+\b
+  POST /v1/models/NAME[/versions/N]:predict   {"instances": [...]} or {"inputs": {...}},
+                                              optionally "signature_name"
+  GET  /v1/models/NAME[/versions/N]           the version served and its state
+  GET  /v1/models/NAME/metadata               each signature's inputs and outputs
+
+A new version written into the folder (`nlpapps run`) is loaded, warmed up and served without a
+restart. One log line per request on stderr; Ctrl-C stops."""
+
+
+@cli.command(help=SERVE_HELP)
+@click.option(
+    "--model", "-m", "names", multiple=True, metavar="NAME", help="Serve this model (repeatable); default: all."
+)
+@models_option()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 0.0.0.0: every interface.")
+@click.option(
+    "--port", default=8501, show_default=True, type=click.IntRange(0, 65535), help="TCP port; 0: any free port."
+)
+@click.option(
+    "--poll-seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="How often --models is looked at for new versions.",
+)
+def serve(names, models, host, port, poll_seconds):
+    if not Path(models).is_dir():
+        raise UserError(f"--models {models}: no such folder")
+    import_tensorflow()
+    from nlpapps.cli import server as serving
+
+    lock = threading.Lock()
+
+    def log(text):  # one write a line: lines of requests answered side by side stay whole
+        with lock:
+            sys.stderr.write(f"nlpapps serve: {printable(text)}\n")
+            sys.stderr.flush()
+
+    server, stop = None, None
+    try:
+        server, stop = serving.start(serving.Models(models, names, log), host, port, poll_seconds, log)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    served = ", ".join(f"{v.name} {v.number}" for v in server.models.serving.values()) or "none yet"
+    log(f"ready on http://{host}:{server.server_address[1]}/v1/models/NAME:predict (serving {served})")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log("stopped")
+    finally:
+        stop.set()
+        server.server_close()
 
 
 @cli.command("list")
