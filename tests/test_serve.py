@@ -173,6 +173,15 @@ def test_one_log_line_per_request_and_many_clients_at_once(served, in_process):
     assert len(lines) == 40 and all(re.search(r"127\.0\.0\.1 POST \S+ 200 [\d.]+ ms$", line) for line in lines)
 
 
+def test_a_page_at_the_root_to_try_each_model(served):
+    request = urllib.request.Request(served.url + "/")
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
+        page = answer.read().decode()
+    assert "<h2>sentiment <small>version 1, sentiment</small></h2>" in page
+    assert "/v1/models/${name}:predict" in page
+
+
 def test_a_new_version_is_served_without_a_restart(served, label_only_run):
     """Version 2 (the label-only model: neg/pos) appears in the folder as `nlpapps run` writes one."""
     shutil.copytree(label_only_run[0], served.root / "sentiment" / ".incoming")

@@ -410,6 +410,7 @@ once, then answered in milliseconds.
                                               optionally "signature_name"
   GET  /v1/models/NAME[/versions/N]           the version served and its state
   GET  /v1/models/NAME/metadata               each signature's inputs and outputs
+  GET  /                                      a page to try each model by hand
 
 A new version written into the folder (`nlpapps run`) is loaded, warmed up and served without a
 restart. One log line per request on stderr; Ctrl-C stops."""

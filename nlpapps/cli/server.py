@@ -5,6 +5,7 @@ so that a client written for TensorFlow Serving works unchanged.
                                              {"signature_name": ..., "inputs": {...}}     -> {"outputs": ...}
   GET  /v1/models/NAME[/versions/N]          the versions' state
   GET  /v1/models/NAME[/versions/N]/metadata the signatures' inputs and outputs
+  GET  /                                     a page to try each model by hand
 
 Each model's newest version is served, as TensorFlow Serving's default policy does; a new version
 appearing in the folder is loaded and warmed up beside the one serving, then takes its place. A
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from nlpapps.cli import page
 from nlpapps.errors import UserError, excerpt
 
 MAX_BODY = 64 * 2**20  # bytes of one request's JSON
@@ -316,6 +318,7 @@ def metadata(version):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # connections kept alive between requests
+    disable_nagle_algorithm = True  # else the body, written after the headers, waits for the client's delayed ACK
     server_version = "nlpapps"
 
     def do_GET(self):
@@ -325,6 +328,8 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(self.route_post)
 
     def route_get(self):
+        if self.path in ("/", "/index.html"):
+            return 200, page.html_page(self.server.models), "text/html; charset=utf-8"
         name, number, meta, verb = self.parse()
         if verb:
             raise RequestError(f"Malformed request: GET {excerpt(self.path)}", 404)
