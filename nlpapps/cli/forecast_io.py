@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from nlpapps.data import series
+from nlpapps.data import series, sources
 from nlpapps.errors import UserError, excerpt, listing
 
 MISSING = ("", "NA", "NaN", "nan", "null")  # a missing reading, carried forward without a warning
@@ -73,7 +73,7 @@ class Rows:
             self.warn(f"line {number}: {steps - 1} reading(s) missing before {when.isoformat()}; carried forward")
         reading = []
         for feature in self.features:
-            value = _number(cells.get(feature))
+            value = sources.number(cells.get(feature))
             if value is None and cells.get(feature) not in MISSING:
                 shown = excerpt(cells.get(feature, ""))
                 self.warn(f"line {number}: {feature} = '{shown}' is not a reading; carried forward")
@@ -115,14 +115,6 @@ class Rows:
         if pd.isna(when):
             return None
         return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
 
 
 def file_lines(path):
