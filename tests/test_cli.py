@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 from conftest import SHIPPED_SENTIMENT, SMALL, invoke, run_nlpapps, tree_digest
 
@@ -109,8 +110,8 @@ def test_predict_reads_stdin_lines(sentiment_export):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["Loved it!", "Hated it.", "", "\ufffd\ufffd bad bytes"]
-    assert [r["label"] in ("negative", "neutral", "positive") for r in rows] == [True, True, False, True]
-    assert rows[2]["label"] == "" and rows[2]["score"] is None  # an empty line: no words, no label
+    assert all(r["label"] in ("negative", "neutral", "positive") for r in rows)
+    assert rows[2]["label"] == "neutral" and rows[2]["score"] == 0.0  # an empty line: nothing to judge
 
 
 def test_predict_uses_the_newest_version_by_default(label_only_run, models_root):
@@ -271,12 +272,17 @@ def test_binary_data_shows_a_short_escaped_excerpt(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["", "   \t "])
-def test_a_text_without_words_gets_no_label(sentiment_export, text):
+def test_a_text_without_words_gets_no_confident_label(sentiment_export, text):
+    """Nothing to judge: the neutral middle (score 0) and every polarity equally likely."""
     result = invoke(["predict", "--json", text, "great film", "--model", sentiment_export])
     assert result.exit_code == 0, result.output
     empty, words = (json.loads(line) for line in result.stdout.splitlines())
-    assert empty == {"text": text, "label": "", "score": None}
-    assert words["label"] in ("negative", "neutral", "positive") and isinstance(words["score"], float)
+    assert empty == {"text": text, "label": "neutral", "score": 0.0}
+    assert words["label"] in ("negative", "neutral", "positive") and words["score"] != 0.0
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(sentiment_export)).signatures["serving_default"](text=tf.constant([text]))
+    np.testing.assert_allclose(served["probabilities"].numpy(), 1 / 3)
 
 
 def test_run_explains_the_scales_and_score_r_and_what_to_try_next(sentiment_run, models_root):

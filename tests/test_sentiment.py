@@ -147,9 +147,9 @@ def test_outputs_are_readable_and_in_range(served):
     assert np.isfinite(scores).all() and (np.abs(scores) <= 4.0).all()
     assert probabilities.shape == (n, 3) and (probabilities >= 0).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert set(out["label"]) <= {"negative", "positive"}
-    # the label is the score's sign, never contradicting it
-    assert out["label"] == ["positive" if s > 0 else "negative" for s in scores]
+    assert set(out["label"]) <= {"negative", "neutral", "positive"}
+    # the label is the score's sign, never contradicting it (0, the empty text's, is neutral)
+    assert out["label"] == ["positive" if s > 0 else "negative" if s < 0 else "neutral" for s in scores]
 
 
 def test_real_sentences_are_scored_the_right_way_round(served):
@@ -162,9 +162,9 @@ def test_real_sentences_are_scored_the_right_way_round(served):
 
 def test_empty_and_invalid_utf8_text_get_results(served):
     out = served["outputs"]
-    for i in (2, 3):  # "" and b"\xff\xfe bad"
-        assert out["label"][i] in ("negative", "positive")
-        assert np.isfinite(out["score"][i]) and abs(out["score"][i]) <= 4.0
+    assert out["label"][2] == "neutral" and out["score"][2] == 0.0  # "": nothing to judge
+    assert out["label"][3] in ("negative", "positive")  # b"\xff\xfe bad"
+    assert np.isfinite(out["score"][3]) and abs(out["score"][3]) <= 4.0
 
 
 def test_only_empty_texts_in_a_batch(sentiment_export, tmp_path):

@@ -261,10 +261,25 @@ def predict(texts, model, models, top_k, as_json):
     for text, row in zip(raw, task.rows(outputs, top_k)):
         text = text.decode("utf-8", "replace")
         if as_json:
-            click.echo(json.dumps({"text": text, **_finite(row)}, ensure_ascii=False))
+            click.echo(json.dumps({"text": text, **row}, ensure_ascii=False))
         else:  # one line per text, whatever the text holds
             cells = [text, *(str(v) for v in row.values())]
             click.echo("\t".join(c.translate(TSV_ESCAPES) for c in cells))
+
+
+FORECAST_HELP = """Forecast with an exported forecast model: after the last reading of --input FILE, or after
+every row arriving on stdin with --stream (its header first).
+
+\b
+Output: one CSV line per forecast: time (the reading's), then each target at +1 ... +horizon, each
+column's unit in brackets, then status. "+h" is h of the model's steps (its data's interval: 1 hour
+for the shipped weather) after the reading's time; an event (precip>0) is its probability. status is
+"new", or "stands" where a row was skipped (unreadable, repeated or earlier time) and the line repeats
+the standing forecast. --json gives one JSON object per line instead, with names and units.
+
+--input and --stream read rows alike: the model's features must all be columns of the header; a
+value that is not a number is carried forward, a row that cannot be placed after the previous one is
+skipped, each with a warning on stderr."""
 
 
 FORECAST_HELP = """Forecast with an exported forecast model: after the last reading of --input FILE, or after

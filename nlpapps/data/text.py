@@ -169,3 +169,21 @@ class ServingIds(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_tokens": self.max_tokens}
+
+
+@keras.saving.register_keras_serializable(package="nlpapps")
+class NoWords(keras.layers.Layer):
+    """A text without a single token (empty, or only spaces) has nothing to judge: the model's
+    answer to padding alone, often confident, becomes no answer: [batch, classes] probabilities
+    each class equally likely, a [batch, 1] regression 0 (a sentiment's neutral middle).
+    Called on [token ids, the model's outputs]."""
+
+    def call(self, inputs):
+        ids, result = inputs
+        empty = tf.math.count_nonzero(ids, axis=1, keepdims=True) == 0
+
+        def neutral(t):
+            blank = tf.fill(tf.shape(t), 1.0 / t.shape[-1]) if t.shape[-1] > 1 else tf.zeros_like(t)
+            return tf.where(empty, blank, t)
+
+        return tf.nest.map_structure(neutral, result)

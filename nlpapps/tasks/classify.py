@@ -134,7 +134,6 @@ def rows(outputs, top_k=None):
         row = {}
         for rank, i in enumerate(best, 1):
             suffix = "" if rank == 1 else f"_{rank}"
-            label = classes[i] if np.isfinite(probabilities[i]) else ""  # a text without words has no label
-            row[f"label{suffix}"], row[f"probability{suffix}"] = label, round(float(probabilities[i]), 4)
+            row[f"label{suffix}"], row[f"probability{suffix}"] = classes[i], round(float(probabilities[i]), 4)
         out.append(row)
     return out

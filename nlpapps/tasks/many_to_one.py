@@ -230,34 +230,21 @@ def serving(model, vectorizer, classes, outputs, max_tokens):
     class_names = tf.constant(classes)
     numeric = export.compiled(lambda token_ids: model(token_ids, training=False), model.weights)
     edges = text.serving_edges(max_tokens)
+    no_words = text.NoWords(name="no_words")
 
     def serve(text_in):
         ids = vectorizer(text_in)[:, :max_tokens]
-        result = export.by_length(numeric, ids, edges)
+        result = no_words([ids, export.by_length(numeric, ids, edges)])
         probabilities = result[next(iter(result))] if isinstance(result, dict) else result
         # The task's own outputs come last: a task may give its label another meaning than the argmax.
-        named = {
+        return {
             "label": tf.gather(class_names, tf.argmax(probabilities, axis=-1)),
             "probabilities": probabilities,
+            "classes": class_names,
             **outputs(result),
         }
-        return {**no_words(named, ids), "classes": class_names}
 
     return serve
-
-
-def no_words(named, ids):
-    """A text without a single token (empty, or only punctuation) has nothing to judge: its label is
-    "" and its numbers NaN, rather than the confident answer the model gives to padding alone."""
-    empty = tf.math.count_nonzero(ids, axis=1) == 0
-    return {
-        k: tf.where(
-            tf.reshape(empty, [-1] + [1] * (v.shape.rank - 1)),
-            tf.constant("" if v.dtype == tf.string else float("nan"), v.dtype),
-            v,
-        )
-        for k, v in named.items()
-    }
 
 
 def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, extras):
@@ -266,7 +253,9 @@ def save(recipe, output_root, model, vectorizer, classes, outputs, metadata, ext
     max_tokens = recipe["text"]["max_tokens"]
     raw = keras.Input((1,), dtype="string", name="text")
     ids = text.ServingIds(max_tokens, name="serving_ids")
-    end_to_end = keras.Model(raw, model(ids(vectorizer(raw))), name=f"{recipe.task}_end_to_end")
+    token_ids = ids(vectorizer(raw))
+    outputs_of = text.NoWords(name="no_words")([token_ids, model(token_ids)])
+    end_to_end = keras.Model(raw, outputs_of, name=f"{recipe.task}_end_to_end")
     serve = serving(model, vectorizer, classes, outputs, max_tokens)
     return export.save(
         output_root,
