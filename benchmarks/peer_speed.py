@@ -53,7 +53,8 @@ import translate_speed  # noqa: E402
 from nlpapps import evaluation, export, recipes, tasks, training  # noqa: E402
 from nlpapps.data import series, text  # noqa: E402
 from nlpapps.errors import UserError  # noqa: E402
-from nlpapps.tasks import classify, many_to_one, sentiment  # noqa: E402
+from nlpapps.tasks import classify, sentiment  # noqa: E402
+from nlpapps.tasks.text import data as text_data  # noqa: E402
 
 TRANSLATE_NOTE = "no twin: a PyTorch encoder-decoder with attention and beam search is a second decoder to write"
 
@@ -153,7 +154,7 @@ class App:
     def __init__(self, name, overrides=()):
         self.name = name
         self.recipe = recipes.load(name, overrides)
-        self.data = many_to_one.prepare(self.recipe, lambda *_: None)
+        self.data = text_data.prepare(self.recipe, lambda *_: None)
         self.vocab_size = self.data.vectorizer.vocabulary_size()
         self.class_weight = None
         if name == "sentiment":  # the shipped data is scored: polarity from the score's band, as run() does
@@ -161,12 +162,12 @@ class App:
             self.scale = float(np.ceil(max(abs(float(v)) for v in values))) or 1.0
             self.classes = sorted({str(sentiment.polarity(float(v), band)) for v in values})
         else:
-            self.classes, _ = many_to_one.classes_of(self.data, name, lambda *_: None)
+            self.classes, _ = text_data.classes_of(self.data, name, lambda *_: None)
             counts = self.data.labels("train")
             self.class_weight = classify.class_weights(
                 [counts[c] for c in self.classes], self.recipe["train"]["class_weights"]
             )
-        self.table = many_to_one.lookup(self.classes)
+        self.table = text_data.lookup(self.classes)
 
     def targets(self, columns):
         if self.name == "classify":

@@ -21,7 +21,9 @@ import tensorflow as tf
 
 from nlpapps import evaluation, export, recipes
 from nlpapps.data import stream, text
-from nlpapps.tasks import classify, many_to_one, sentiment
+from nlpapps.tasks import classify, sentiment
+from nlpapps.tasks.text import data as text_data
+from nlpapps.tasks.text import serving
 
 SPEC = [tf.TensorSpec([None], tf.string, name="text")]
 
@@ -29,7 +31,7 @@ SPEC = [tf.TensorSpec([None], tf.string, name="text")]
 def built(name, log):
     """(recipe, model, vectorizer, classes, test texts) of a task's default recipe."""
     recipe = recipes.load(name)
-    data = many_to_one.prepare(recipe, log)
+    data = text_data.prepare(recipe, log)
     vocab, m, t = data.vectorizer.vocabulary_size(), recipe["model"], recipe["train"]
     if name == "sentiment":
         classes = ["negative", "positive"]
@@ -51,7 +53,7 @@ def exports(recipe, model, vectorizer, classes, root):
     def graph(text_in):
         return model(cut(vectorizer(text_in)), training=False)
 
-    compiled = many_to_one.serving(model, vectorizer, classes, lambda result: {}, max_tokens)
+    compiled = serving.serving(model, vectorizer, classes, lambda result: {}, max_tokens)
     return {
         name: export.save(
             root / name,

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TF_ONLY, last_json_line, tree_digest
+from conftest import TF_ONLY, last_json_line, shipped_rows, tree_digest
 
 # Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -79,7 +79,7 @@ def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
     path, output = sentiment_run
     assert output.rstrip().endswith(f"exported sentiment model to {path}")
     table = output[output.index("test split") :]
-    for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
+    for word in ("accuracy", "macro_f1", "score_r", "vader_accuracy", "vader_r", "majority_accuracy", "tweet"):
         assert word in table
 
 
@@ -126,6 +126,24 @@ def test_metadata_metrics_headline_and_per_domain_rows(metadata):
     assert rows["all"]["accuracy"] > rows["all"]["majority_accuracy"] + 0.05
     assert headline["score_pearson"] > 0.3
     assert rows["all"]["score_mae"] < rows["all"]["mean_score_mae"]
+
+
+def test_vader_row_is_vaderSentiment_on_the_same_test_rows(metadata):
+    """VADER's figures per domain are vaderSentiment's compound score on that domain's test rows,
+    its label the compound's sign (0: neutral), computed here without nlpapps' pipeline."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from nlpapps.data import stream
+
+    cuts, vader = stream.cuts_of((0.8, 0.1, 0.1)), SentimentIntensityAnalyzer()
+    test = [r for r in shipped_rows() if r["domain"] == "tweet" and stream.split_of(r["text"], 13, cuts) == 2]
+    truth = np.array([float(r["score"]) for r in test])
+    compound = np.array([vader.polarity_scores(r["text"])["compound"] for r in test])
+    tweet = {r["group"]: r for r in metadata["metrics"]["test"]}["tweet"]
+    assert tweet["texts"] == len(test)
+    assert tweet["vader_accuracy"] == pytest.approx(np.mean(np.sign(compound) == np.sign(truth)), abs=1e-9)
+    assert tweet["vader_r"] == pytest.approx(np.corrcoef(truth, compound)[0, 1], abs=1e-9)
+    assert tweet["vader_accuracy"] > 0.85  # VADER's authors rated these tweets: the lexicon knows them
 
 
 # ------------------------------------------------------------------------ SavedModel, fresh process
