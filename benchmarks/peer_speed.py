@@ -148,12 +148,16 @@ def heads_of(model):
 # ------------------------------------------------------------------------------------------- the apps
 
 
+# The PyTorch twin has a plain embedding: the apps run without pretrained vectors or a lexicon prior.
+PLAIN = ('model.vectors="none"', 'model.lexicon="none"')
+
+
 class App:
-    """One text app's data, targets, model and losses, as its run() makes them."""
+    """One text app's data, targets, model and losses, as its run() makes them (with PLAIN)."""
 
     def __init__(self, name, overrides=()):
         self.name = name
-        self.recipe = recipes.load(name, overrides)
+        self.recipe = recipes.load(name, [*PLAIN[: 1 + (name == "sentiment")], *overrides])
         self.data = text_data.prepare(self.recipe, lambda *_: None)
         self.vocab_size = self.data.vectorizer.vocabulary_size()
         self.class_weight = None
@@ -351,7 +355,8 @@ def median_rate(call, chunks, repeats):
 
 
 def serving_rows(app, models, rounds, quick, table):
-    path = export_of(app.name, models, ["train.steps_per_epoch=5"] if quick else [])
+    plain = list(PLAIN[: 1 + (app.name == "sentiment")])
+    path = export_of(app.name, models, [*plain, "train.steps_per_epoch=5"] if quick else plain)
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     end_to_end = export.load_keras(path)
     vectorizer = next(layer for layer in end_to_end.layers if isinstance(layer, keras.layers.TextVectorization))

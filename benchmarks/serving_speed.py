@@ -24,6 +24,7 @@ from nlpapps.data import stream, text
 from nlpapps.tasks import classify, sentiment
 from nlpapps.tasks.text import data as text_data
 from nlpapps.tasks.text import serving
+from nlpapps.tasks.text.model import words_of
 
 SPEC = [tf.TensorSpec([None], tf.string, name="text")]
 
@@ -35,10 +36,11 @@ def built(name, log):
     vocab, m, t = data.vectorizer.vocabulary_size(), recipe["model"], recipe["train"]
     if name == "sentiment":
         classes = ["negative", "positive"]
-        model = sentiment.build(vocab, classes, True, m, t)
+        prior = sentiment.lexicon.valences if m["lexicon"] == "vader" else None
+        model = sentiment.build(vocab, classes, True, m, t, words_of(data.vectorizer, m, log, prior))
     else:
         classes = sorted(data.labels("train"))
-        model = classify.build(vocab, len(classes), m, t["learning_rate"])
+        model = classify.build(vocab, len(classes), m, t["learning_rate"], words_of(data.vectorizer, m, log))
     model(data.vectorizer(tf.constant(["a text"])))  # builds what training would have built
     names = data.source.names
     texts = [t for b in data.source.batches(stream.SPLITS.index("test")) for t in b[names.index("text")]]

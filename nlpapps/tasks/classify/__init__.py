@@ -19,6 +19,7 @@ from nlpapps.tasks.classify.evaluation import test_scores
 from nlpapps.tasks.classify.model import build, class_weights, describe
 from nlpapps.tasks.text import data as text_data
 from nlpapps.tasks.text import fit, serving
+from nlpapps.tasks.text.model import words_of
 
 NAME = "classify"
 __all__ = ["NAME", "build", "class_weights", "rows", "run"]
@@ -41,8 +42,9 @@ def run(recipe, output_root, log=print):
         y = lookup.lookup(columns["target"])
         return y, y >= 0
 
+    words = words_of(data.vectorizer, recipe["model"], log)
     with training.strategy(recipe).scope():
-        model = build(data.vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"])
+        model = build(data.vectorizer.vocabulary_size(), len(classes), recipe["model"], t["learning_rate"], words)
     history, seconds, speed = fit.fit(model, data, targets, recipe, output_root, class_weight=weights)
     test = test_scores(model, data, targets, classes, majority=max(classes, key=lambda c: train_counts[c]))
     cut = int(data.cut.numpy())

@@ -8,8 +8,8 @@ from nlpapps import training
 from nlpapps.tasks.text.model import encoder
 
 
-def build(vocab_size, n_classes, m, learning_rate):
-    ids, x = encoder(vocab_size, m)
+def build(vocab_size, n_classes, m, learning_rate, words=None):
+    ids, x = encoder(vocab_size, m, words)
     if n_classes == 2:
         p = keras.layers.Dense(1, activation="sigmoid", name="sigmoid")(x)
         probabilities = keras.ops.concatenate([1 - p, p], axis=-1)

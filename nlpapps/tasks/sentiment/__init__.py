@@ -15,11 +15,13 @@ training and export are the shared `nlpapps.tasks.text`.
 from nlpapps import training
 from nlpapps.data import sources
 from nlpapps.evaluation import table
+from nlpapps.tasks.sentiment import lexicon
 from nlpapps.tasks.sentiment.evaluation import test_rows
 from nlpapps.tasks.sentiment.labels import MAX_CLASSES, Labels, polarity, polarity_tf
 from nlpapps.tasks.sentiment.model import build
 from nlpapps.tasks.text import data as text_data
 from nlpapps.tasks.text import fit, serving
+from nlpapps.tasks.text.model import words_of
 
 NAME = "sentiment"
 __all__ = ["MAX_CLASSES", "NAME", "build", "polarity", "polarity_tf", "rows", "run"]
@@ -29,8 +31,10 @@ def run(recipe, output_root, log=print):
     d, m, t = recipe["data"], recipe["model"], recipe["train"]
     data = text_data.prepare(recipe, log)
     labels = Labels.of(data, d, log)
+    prior = lexicon.valences if m["lexicon"] == "vader" else None
+    words = words_of(data.vectorizer, m, log, prior)
     with training.strategy(recipe).scope():
-        model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t)
+        model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t, words)
     history, seconds, speed = fit.fit(model, data, labels.targets_fn(), recipe, output_root)
     rows = test_rows(model, data, labels)
     log(

@@ -12,10 +12,12 @@ from nlpapps.tasks.text import fit
 PREDICTORS = ("model", "vader", "majority")
 
 
-def test_rows(model, data, labels, split="test"):
-    """One row of metrics per group of `split`, accumulated batch by batch."""
-    groups = {}
-    for out, y, extras in fit.predictions(model, data, labels.targets_fn(), split, texts=True):
+def test_rows(model, data, labels, splits=("test",), targets=None):
+    """One row of metrics per group of the rows of `splits` that `targets` keeps (by default
+    `labels.targets_fn()`: all), accumulated batch by batch."""
+    groups, targets = {}, targets or labels.targets_fn()
+    batches = (batch for split in splits for batch in fit.predictions(model, data, targets, split, texts=True))
+    for out, y, extras in batches:
         true_score, predicted, scores = _predicted(labels, out, y, extras["text"])
         chosen = [("all", slice(None))]
         if "domain" in extras:
@@ -69,6 +71,7 @@ class _Group:
         self.mean_error, self.n = 0.0, 0
 
     def add(self, y, predicted, true_score, scores, mean_score):
+        y = np.where(y < 0, len(self.matrices["model"]) - 1, y)  # rated exactly 0: the extra row
         for k, matrix in self.matrices.items():
             np.add.at(matrix, (y, predicted[k]), 1)
         for k, moments in self.moments.items():

@@ -35,7 +35,9 @@ def _scores(values):
 class Labels:
     """What the target column means: `scored` (a numeric score, learned on [-1, 1] as score / scale)
     or class labels; the polarity `classes` seen in training with the `sizes` of each split, the
-    training labels' counts, the training mean score (the mean baseline) and the neutral `band`."""
+    training labels' counts, the training mean score (the mean baseline) and the neutral `band`.
+    With scores and a band of 0, neutral is not a class: a row rated exactly 0 has polarity -1,
+    which the polarity loss ignores, and trains the score head alone."""
 
     scored: bool
     classes: list
@@ -63,8 +65,14 @@ class Labels:
                 counts[str(polarity(float(value), d["neutral_band"])) if scored else value] += count
             return counts
 
-        classes, sizes = text_data.classes_of(data, d["source"], log, labels)
         train_counts = labels("train")
+        if scored:  # every scored row trains; rows rated exactly 0 (band 0) train the score head alone
+            classes = sorted(c for c in train_counts if c != "neutral" or d["neutral_band"] > 0)
+            sizes = {name: sum(data.labels(name).values()) for name in ("train", "validation", "test")}
+            if len(classes) < 2:
+                raise UserError(f"{d['source']}: every training score has the same sign; need both")
+        else:
+            classes, sizes = text_data.classes_of(data, d["source"], log, labels)
         # Scores are learned on [-1, 1]: the data's own scale is restored at the output.
         scale = (float(np.ceil(max(abs(float(v)) for v in train_values))) or 1.0) if scored else 1.0
         if scored:
@@ -83,7 +91,7 @@ class Labels:
                 return {"polarity": y}, y >= 0
             score = tf.strings.to_number(columns["target"], tf.float32)
             y = table.lookup(polarity_tf(score, band))
-            return {"polarity": y, "score": (score / scale)[:, None]}, y >= 0
+            return {"polarity": y, "score": (score / scale)[:, None]}, tf.math.is_finite(score)
 
         return targets
 

@@ -6,7 +6,7 @@ import time
 
 import tensorflow as tf
 
-from nlpapps.data import stream, text
+from nlpapps.data import stream, text, vectors
 from nlpapps.errors import UserError
 
 
@@ -33,12 +33,16 @@ def prepare(recipe, log):
     for name, size in zip(stream.SPLITS, profile.sizes):
         if not size:
             raise UserError(f"{d['source']}: the {name} split is empty; the data has too few rows")
-    vectorizer = text.fit_vectorizer(profile.sample, s["vocab_size"], s["ngrams"])
+    extra = (
+        vectors.frequent(recipe["model"]["vectors"], s["vectors_words"]) if recipe["model"]["vectors"] != "none" else ()
+    )
+    vectorizer = text.fit_vectorizer(profile.sample, s["vocab_size"], s["ngrams"], extra=extra)
     log(
         f"data: {d['source']}: "
         + ", ".join(f"{k} {v}" for k, v in zip(stream.SPLITS, profile.sizes))
         + f" ({profile.rows} rows read in {seconds:.1f} s, {profile.rows / max(seconds, 1e-9):,.0f} rows/s)"
         + f"; vocabulary {vectorizer.vocabulary_size()} from {len(profile.sample)} training texts"
+        + (f" and the vectors' {len(extra)} most frequent words" if extra else "")
         + f", texts cut to {s['max_tokens']} tokens"
     )
     return Data(source, profile, vectorizer, recipe)
