@@ -4,7 +4,8 @@ Scored data (the shipped snippets: mean human rating -4..+4) trains two heads, a
 a score regression; the label a user sees is the score's band (positive above `neutral_band`,
 negative below minus it, neutral in between; a score of exactly 0 is neutral), computed from the
 score in the export and in evaluation alike, so label and score never disagree. The polarity head
-helps training and its probabilities are exported as they are. Label-only data (imdb_reviews:
+helps training and its probabilities are exported as they are; with a band of 0 its classes are
+negative and positive, and rows rated exactly 0 train the score head alone. Label-only data (imdb_reviews:
 neg/pos) trains the polarity head alone: the label is its most likely class and the score the
 probability of the last (positive) class.
 
