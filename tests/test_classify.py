@@ -91,8 +91,9 @@ def test_trec_metadata_headline_per_class_and_baseline(trec):
     assert sum(c["support"] for c in per_class.values()) == meta["data"]["sizes"]["test"] == model["texts"]
     for c in per_class.values():
         assert 0 <= c["precision"] <= 1 and 0 <= c["recall"] <= 1 and 0 <= c["f1"] <= 1
-    # one epoch of a tiny model is still far above always answering the most frequent class
-    assert model["accuracy"] > majority["accuracy"] + 0.2
+    # one epoch of a tiny model (8 units reading 100-d GloVe vectors) is well above always answering
+    # the most frequent class
+    assert model["accuracy"] > majority["accuracy"] + 0.12
 
 
 def test_trec_figures_beside_the_export(trec):

@@ -66,14 +66,24 @@ def detokenize(joined):
     return joined
 
 
-def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize):
+def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize, extra=()):
     """A TextVectorization layer whose vocabulary comes from the training texts. With ngrams > 1
-    a text's words are followed by its word bigrams (… up to n-grams), each one token."""
+    a text's words are followed by its word bigrams (… up to n-grams), each one token. The `extra`
+    words follow the training texts' `vocab_size` tokens (those that a text can become: words of
+    letters and digits, single punctuation marks)."""
+    ngrams = ngrams if ngrams > 1 else None
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=vocab_size, output_mode="int", standardize=standardize, ngrams=ngrams if ngrams > 1 else None
+        max_tokens=vocab_size, output_mode="int", standardize=standardize, ngrams=ngrams
     )
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
-    return vectorizer
+    if not extra:
+        return vectorizer
+    vocabulary = [str(w) for w in vectorizer.get_vocabulary()]
+    known = set(vocabulary)
+    vocabulary += [w for w in extra if w not in known and (w.isalnum() or len(w) == 1)]
+    return keras.layers.TextVectorization(
+        output_mode="int", standardize=standardize, ngrams=ngrams, vocabulary=vocabulary
+    )
 
 
 def token_ids(vectorizer, texts, max_tokens):
