@@ -92,16 +92,21 @@ def encode_conditions(conditions, values):
     )
 
 
-def load(recipe, log):
-    """The recipe's source as a `Corpus`: texts longer than data.max_chars and empty ones left out."""
-    d, t = recipe["data"], recipe["text"]
-    names = list(d["conditions"])
+def check_names(names):
+    """Refuse condition names that cannot be an exported input's name."""
     for name in names:
         if name in RESERVED or not name.isidentifier() or names.count(name) > 1:
             raise UserError(
                 f"data.conditions: {name!r} cannot name a condition (each must be a distinct column name "
                 f"made of letters, digits and _, and none of {', '.join(RESERVED)})"
             )
+
+
+def load(recipe, log):
+    """The recipe's source as a `Corpus`: texts longer than data.max_chars and empty ones left out."""
+    d, t = recipe["data"], recipe["text"]
+    names = list(d["conditions"])
+    check_names(names)
     columns = {"text": d["text_column"], **{n: n for n in names}}
     splits = sources.load(
         d["source"], columns, fractions=tuple(d["split"]), seed=d["seed"], max_bad_rows=d["max_bad_rows"], log=log
