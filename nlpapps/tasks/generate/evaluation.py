@@ -65,7 +65,12 @@ def generate(sample, values, settings, rows, batch_size=256):
     for start in range(0, rows, batch_size):
         chunk = {k: tf.constant(v[start : start + batch_size]) for k, v in values.items()}
         count = 1 if values else min(batch_size, rows - start)
-        result = sample(chunk, {**settings, "count": count, "seed": settings["seed"] + start})
+        chosen = {
+            "temperature": tf.constant(settings["temperature"], tf.float32),
+            "seed": tf.constant(settings["seed"] + start, tf.int64),
+            "count": tf.constant(count, tf.int32),
+        }  # tensors: a new Python value would trace the sampler again
+        result = sample(chunk, chosen)
         out += [t.decode("utf-8", "replace") for t in result["text"].numpy()]
     return out
 

@@ -49,22 +49,11 @@ def run(recipe, output_root, log=print):
     control_kind = next((c.kind for c in corpus.conditions if c.name == e["control"]), "number")
     if e["control"] and control_kind != "number":
         raise UserError(f"evaluate.control: {e['control']!r} holds categories, not a number a sentiment model judges")
-    workdir = training.run_dir(output_root, recipe)
-    generator, history, seconds, test = fit(corpus, recipe, workdir)
-    rows = [{"model": "conditional (this model)", "perplexity": measure.perplexity(generator.model, test)}]
-    if e["unconditional"]:
-        log("\nthe unconditional model of the same size, for comparison:")
-        plain, _, _, plain_test = fit(corpus, recipe, workdir / "unconditional", conditioned=False)
-        rows.append({"model": "unconditional, same size", "perplexity": measure.perplexity(plain.model, plain_test)})
-    start = time.perf_counter()
-    ngram = measure.ngram_perplexity(corpus, e["ngram_order"])
-    rows.append({"model": f"{e['ngram_order']}-gram (nltk, Witten-Bell)", "perplexity": ngram})
-    log(f"\ntest split: {corpus.size('test')} texts; perplexity per character (the end of a text included)")
-    log(shared.table(rows, ["model", "perplexity"]))
-    log(f"(n-gram fitted and scored in {time.perf_counter() - start:.0f} s)")
+    generator, history, seconds, rows = _train_and_compare(corpus, recipe, output_root, log)
 
     functions = serving.signatures(generator, corpus, s)
-    sample = tf.function(serving.sampler(generator, corpus, {k: s[k] for k in ("top_k", "top_p", "max_length")}))
+    defaults = {k: s[k] for k in ("top_k", "top_p", "max_length")}
+    sample = tf.function(serving.sampler(generator, corpus, defaults), reduce_retracing=True)
     settings = {"temperature": s["temperature"], "seed": recipe["train"]["seed"]}
     values, groups = measure.requests(corpus, e["per_value"], recipe["train"]["seed"])
     start = time.perf_counter()
@@ -110,6 +99,26 @@ def run(recipe, output_root, log=print):
         metadata={"recipe": recipe.flat(), **metadata},
         extras=[("training_curves.png", lambda p: shared.plot_history(history, p))],
     )
+
+
+def _train_and_compare(corpus, recipe, output_root, log):
+    """The conditioned model, trained, and the test perplexity table: it, an unconditional model
+    of the same size (evaluate.unconditional), and the n-gram baseline."""
+    e = recipe["evaluate"]
+    workdir = training.run_dir(output_root, recipe)
+    generator, history, seconds, test = fit(corpus, recipe, workdir)
+    rows = [{"model": "conditional (this model)", "perplexity": measure.perplexity(generator.model, test)}]
+    if e["unconditional"]:
+        log("\nthe unconditional model of the same size, for comparison:")
+        plain, _, _, plain_test = fit(corpus, recipe, workdir / "unconditional", conditioned=False)
+        rows.append({"model": "unconditional, same size", "perplexity": measure.perplexity(plain.model, plain_test)})
+    start = time.perf_counter()
+    ngram = measure.ngram_perplexity(corpus, e["ngram_order"])
+    rows.append({"model": f"{e['ngram_order']}-gram (nltk, Witten-Bell)", "perplexity": ngram})
+    log(f"\ntest split: {corpus.size('test')} texts; perplexity per character (the end of a text included)")
+    log(shared.table(rows, ["model", "perplexity"]))
+    log(f"(n-gram fitted and scored in {time.perf_counter() - start:.0f} s)")
+    return generator, history, seconds, rows
 
 
 def _control(sample, corpus, settings, e, judge, log):
