@@ -5,10 +5,23 @@ blocks, then a softmax over the characters. Trained teacher-forced: the input is
 text, the target the text and the end; padding (id 0) is left out of the loss."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nlpapps import training
 from nlpapps.blocks import recurrent_stack
+
+
+@keras.saving.register_keras_serializable(package="nlpapps")
+class EveryStep(keras.layers.Layer):
+    """A sequence[batch, time, features] with a vector[batch, width] beside each of its steps."""
+
+    def call(self, sequence, vector):
+        steps = tf.shape(sequence)[1]
+        return tf.concat([sequence, tf.tile(vector[:, None, :], tf.stack([1, steps, 1]))], axis=-1)
+
+    def compute_output_shape(self, sequence_shape, vector_shape):
+        return (*sequence_shape[:-1], sequence_shape[-1] + vector_shape[-1])
 
 
 class Generator:
@@ -48,7 +61,7 @@ class Generator:
         scaled = keras.Input((len(numbers),), dtype="float32", name="numbers")
         vector = self.vector(category_ids, scaled)
         x = self.char_embedding(chars_in)
-        x = ops.concatenate([x, ops.zeros_like(x[:, :, :1]) + ops.expand_dims(vector, 1)], axis=-1)
+        x = EveryStep(name="condition_every_step")(x, vector)
         outputs, _ = self.decoder(x, initial_state=self.start(vector))
         logits = self.logits(self.dropout(outputs))
         self.model = keras.Model([chars_in, category_ids, scaled], logits, name="generate")
