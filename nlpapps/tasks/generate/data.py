@@ -1,4 +1,4 @@
-"""The texts and their conditions, read from any source `sources.load` reads, and the character
+"""The texts and their conditions, read from any source `stream.Source` reads, and the character
 vocabulary: ids 0 padding, 1 a character too rare to learn (or unseen), 2… the characters, most
 frequent first, then the start and the end of a text."""
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from nlpapps.data import sources
+from nlpapps.data import stream
 from nlpapps.errors import UserError
 
 # Names a condition cannot take: the sampling settings share the exported signature's inputs.
@@ -107,16 +107,19 @@ def load(recipe, log):
     d, t = recipe["data"], recipe["text"]
     names = list(d["conditions"])
     check_names(names)
-    columns = {"text": d["text_column"], **{n: n for n in names}}
-    splits = sources.load(
-        d["source"], columns, fractions=tuple(d["split"]), seed=d["seed"], max_bad_rows=d["max_bad_rows"], log=log
+    source = stream.Source(
+        d["source"],
+        {"text": d["text_column"], **{n: n for n in names}},
+        fractions=tuple(d["split"]),
+        seed=d["seed"],
     )
-    skipped = {"empty": 0, "too_long": 0}
+    profile = source.profile(1, d["max_bad_rows"], log)
+    splits = {split: _rows(source, i) for i, split in enumerate(stream.SPLITS)}
+    skipped = {"empty": sum(profile.empty), "too_long": 0}
     for split, table in splits.items():
         texts = np.array([" ".join(str(x).split()) for x in table["text"]], dtype=object)
         keep = np.array([0 < len(x) <= (d["max_chars"] or len(x)) for x in texts], dtype=bool)
-        skipped["empty"] += int(sum(len(x) == 0 for x in texts))
-        skipped["too_long"] += int((~keep).sum()) - int(sum(len(x) == 0 for x in texts))
+        skipped["too_long"] += int((~keep).sum())
         splits[split] = {"text": texts[keep], **{n: np.asarray(table[n])[keep] for n in names}}
         if not keep.any():
             raise UserError(f"{d['source']}: the {split} split has no text of 1 to {d['max_chars']} characters")
@@ -131,6 +134,15 @@ def load(recipe, log):
         + "; ".join(_shown(c) for c in conditions)
     )
     return Corpus(splits, conditions, chars, skipped)
+
+
+def _rows(source, split):
+    """{column: numpy array} of every fitting row of a split (an index), in file order."""
+    columns = {name: [] for name in source.names}
+    for batch in source.batches(split):
+        for name, values in zip(source.names, batch):
+            columns[name].extend(values)
+    return {name: np.array(values, dtype=object) for name, values in columns.items()}
 
 
 def _condition(name, values):
