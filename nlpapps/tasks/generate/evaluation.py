@@ -126,14 +126,18 @@ def control(sample, corpus, settings, e, judge_path):
     return {"spearman": float(rho), "mean_judged": means, "judge": str(judge_path)}, texts
 
 
-def judge_path(e, output_root, log):
+def judge_path(e, conditions, output_root, log):
     """The sentiment export that judges control texts: evaluate.sentiment_model, else the newest in
-    <output>/sentiment; None (control skipped, said why) when there is none."""
+    <output>/sentiment; None (control skipped, said why) when there is none, or when the data has no
+    condition named evaluate.control."""
     from pathlib import Path
 
     from nlpapps import export
 
     if not e["control"]:
+        return None
+    if e["control"] not in conditions:
+        log(f"control skipped: evaluate.control = {e['control']!r} is not one of data.conditions {list(conditions)}")
         return None
     if e["sentiment_model"]:
         path = Path(e["sentiment_model"])

@@ -42,9 +42,7 @@ def fit(corpus, recipe, workdir, conditioned=True):
 def run(recipe, output_root, log=print):
     d, s, e = recipe["data"], recipe["sample"], recipe["evaluate"]
     data.check_names(d["conditions"])
-    if e["control"] and e["control"] not in d["conditions"]:
-        raise UserError(f"evaluate.control = {e['control']!r} is not one of data.conditions {d['conditions']}")
-    judge = measure.judge_path(e, output_root, log)
+    judge = measure.judge_path(e, d["conditions"], output_root, log)
     corpus = data.load(recipe, log)
     control_kind = next((c.kind for c in corpus.conditions if c.name == e["control"]), "number")
     if e["control"] and control_kind != "number":
