@@ -110,3 +110,63 @@ def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, 
     scores = _normalised(total, lengths, length_penalty)
     winner = tf.argmax(scores, axis=1, output_type=tf.int32)
     return tf.gather(tokens, winner, batch_dims=1), tf.gather(scores, winner, batch_dims=1)
+
+
+def sample(
+    step,
+    states,
+    context,
+    *,
+    start_id,
+    end_id,
+    max_lengths,
+    seed,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    banned=(),
+):
+    """A token drawn at every step from the softmax of log-probabilities / temperature, kept to the
+    `top_k` most likely tokens (0: all) and to the fewest whose probability reaches `top_p` (1: all).
+    The draw is the Gumbel-max trick on stateless noise of (seed, step): the same seed, inputs and
+    settings give the same tokens, and row i's draws do not depend on how many rows follow it.
+    temperature, top_k, top_p and seed may be tensors; a temperature near 0 is greedy.
+    Returns (tokens[batch, time] with 0 after the end, scores[batch]): each sample's log-probability
+    under the model itself (temperature 1, no truncation), summed over its tokens, the end included."""
+    batch = tf.shape(max_lengths)[0]
+    temperature = tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    top_k, top_p = tf.cast(top_k, tf.int32), tf.cast(top_p, tf.float32)
+    seed = tf.cast(seed, tf.int64)
+
+    def body(t, last, states, finished, tokens, total):
+        logits, states = step(last, states, context)
+        logp = _log_probs(logits, banned, end_id, t + 1 >= max_lengths)
+        vocab = tf.shape(logp)[-1]
+        ranked = tf.sort(logp, axis=-1, direction="DESCENDING")
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+        floor = ranked[:, k - 1 : k]  # the k-th best log-probability of each row
+        # top-p: the tokens ranked before the mass reaches top_p, and the one that reaches it
+        before = tf.math.cumsum(tf.exp(ranked), axis=-1, exclusive=True)
+        floor = tf.maximum(floor, tf.reduce_min(tf.where(before < top_p, ranked, 0.0), axis=-1, keepdims=True))
+        kept = tf.where(logp >= floor, logp / temperature, NEG)
+        noise = tf.random.stateless_uniform(tf.shape(kept), seed=tf.stack([seed, tf.cast(t, tf.int64)]), minval=1e-20)
+        chosen = tf.argmax(kept - tf.math.log(-tf.math.log(noise)), axis=-1, output_type=tf.int32)
+        total += tf.where(finished, 0.0, tf.gather(logp, chosen, batch_dims=1))
+        chosen = tf.where(finished, 0, chosen)
+        tokens = tf.concat([tokens, chosen[:, None]], axis=1)
+        return t + 1, chosen, states, finished | (chosen == end_id), tokens, total
+
+    def cond(t, last, states, finished, *_):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    loop = (
+        tf.constant(0),
+        tf.fill([batch], start_id),
+        states,
+        max_lengths <= 0,
+        tf.zeros([batch, 0], tf.int32),
+        tf.zeros([batch]),
+    )
+    invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
+    _, _, _, _, tokens, total = tf.while_loop(cond, body, loop, shape_invariants=invariants)
+    return tokens, total

@@ -114,6 +114,17 @@ RULES = {
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),
     "train.quantity_loss": _one_of("mse", "huber", "mae"),
+    "data.max_chars": _at_least(0),
+    "data.conditions": lambda v: None if all(isinstance(c, str) and c for c in v) else "must be a list of column names",
+    "text.min_count": _at_least(1),
+    "model.condition_dim": _at_least(1),
+    "sample.temperature": lambda v: None if v > 0 else "must be positive",
+    "sample.top_k": _at_least(0),
+    "sample.top_p": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+    "sample.max_length": _at_least(1),
+    "evaluate.per_value": _at_least(1),
+    "evaluate.ngram_order": _at_least(1),
+    "evaluate.control_texts": _at_least(1),
     "data.train_stations": lambda v: (
         None if all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v) else "must be distinct station names"
     ),

@@ -476,6 +476,123 @@ def serve(names, models, host, port, poll_seconds):
         server.server_close()
 
 
+# ------------------------------------------------------------------------------------ generate
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    options_metavar="[MODEL] [--NAME VALUE]... [OPTIONS]",
+)
+@click.option(
+    "--condition",
+    "given",
+    multiple=True,
+    metavar="VALUE",
+    help="A condition's value, in the model's order of conditions (repeat for several); "
+    "or name each: --domain movie --score 3.5.",
+)
+@click.option("-n", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Texts to write.")
+@click.option(
+    "--temperature", type=click.FloatRange(min=0, min_open=True), help="Default: the model's (sample.temperature)."
+)
+@click.option("--top-k", type=click.IntRange(min=0), help="Draw among the K most likely characters; 0: all.")
+@click.option(
+    "--top-p", type=click.FloatRange(0, 1, min_open=True), help="Draw among the most likely characters making up P."
+)
+@click.option("--max-length", type=click.IntRange(min=1), help="Characters at most per text.")
+@click.option("--seed", type=click.IntRange(min=0), help="The same seed writes the same texts; default: a fresh one.")
+@click.option(
+    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL."
+)
+@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: conditions, text, score (its log-probability), seed.",
+)
+@click.pass_context
+def generate(ctx, given, count, temperature, top_k, top_p, max_length, seed, model_path, models, as_json):
+    """Write texts with an exported generate model, one a line. MODEL (first, default generate) is a
+    generate recipe's name (generate, names, ...); the model's conditions are given as --NAME VALUE
+    (--domain movie --score 3.5) or as --condition VALUE in the model's order."""
+    extra = list(ctx.args)
+    name = extra.pop(0) if extra and not extra[0].startswith("-") else "generate"
+    path, meta = resolve_model(name, model_path, models, ("generate",))
+    values = _generate_conditions(meta, given, extra)
+    chosen = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "max_length": max_length}
+    settings = {**meta["sample"], **{k: v for k, v in chosen.items() if v is not None}}
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+    import_tensorflow()
+    import tensorflow as tf
+
+    sample = tf.saved_model.load(str(path)).signatures["sample"]
+    inputs = {k: tf.constant([v], tf.float32 if isinstance(v, float) else tf.string) for k, v in values.items()}
+    out = sample(
+        **inputs,
+        temperature=tf.constant(settings["temperature"], tf.float32),
+        top_k=tf.constant(settings["top_k"], tf.int32),
+        top_p=tf.constant(settings["top_p"], tf.float32),
+        max_length=tf.constant(settings["max_length"], tf.int32),
+        seed=tf.constant(seed, tf.int64),
+        count=tf.constant(count, tf.int32),
+    )
+    for written, score in zip(out["text"].numpy(), out["score"].numpy()):
+        written = written.decode("utf-8", "replace")
+        if as_json:
+            row = {"conditions": values, "text": written, "score": round(float(score), 4), "seed": seed}
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(written.translate(TSV_ESCAPES))
+
+
+def _generate_conditions(meta, given, extra):
+    """{condition: value} from --condition values (in order) and --NAME VALUE pairs, checked against
+    the export's conditions: a category must be one it was trained on, a number inside its range."""
+    conditions = meta["conditions"]
+    if len(given) > len(conditions):
+        raise UserError(f"{len(given)} --condition values; this model takes {len(conditions)}: {', '.join(conditions)}")
+    raw = dict(zip(conditions, given))
+    extra = list(extra)
+    while extra:
+        flag = extra.pop(0)
+        key, _, value = flag[2:].partition("=") if flag.startswith("--") else (flag, "", "")
+        key = key.replace("-", "_")
+        if key not in conditions:
+            known = ", ".join(f"--{c}" for c in conditions) or "none"
+            raise UserError(f"unexpected {flag!r}; this model's conditions: {known}")
+        if not value:
+            if not extra:
+                raise UserError(f"--{key} needs a value")
+            value = extra.pop(0)
+        raw[key] = value
+    values = {}
+    for name, spec in conditions.items():
+        if name not in raw:
+            raise UserError(f"missing --{name} ({_describe_condition(spec)})")
+        value = raw[name]
+        if spec["kind"] == "category":
+            if value not in spec["values"]:
+                raise UserError(f"--{name} {value!r}: not one of {', '.join(spec['values'])}")
+            values[name] = value
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"--{name} {value!r}: not a number") from None
+        low, high = spec["range"]
+        if not low <= number <= high:  # the export itself clamps; the command refuses
+            raise UserError(f"--{name} {value}: outside the range the model was trained on, [{low:g}, {high:g}]")
+        values[name] = number
+    return values
+
+
+def _describe_condition(spec):
+    if spec["kind"] == "category":
+        return "one of " + ", ".join(spec["values"])
+    return f"a number in [{spec['range'][0]:g}, {spec['range'][1]:g}]"
+
+
 @cli.command("list")
 @models_option()
 def list_(models):
