@@ -233,9 +233,65 @@ def test_keras_twin_reloads_with_safe_mode(tiny):
     from nlpapps import export
 
     model = export.load_keras(tiny[0])
-    words = tiny[2]["data"]["vocabulary"]["target"]  # the start id is the first past the words
-    logits = model.predict([np.array([[5, 6, 7]], "int32"), np.array([[words, 9]], "int32")], verbose=0)
-    assert logits.shape == (1, 2, words + 2) and np.all(np.isfinite(logits))  # the words, start and end
+    pieces = tiny[2]["data"]["vocabulary"]["target"]  # the specials (start 2) among them
+    logits = model.predict([np.array([[5, 6, 7]], "int32"), np.array([[2, 9]], "int32")], verbose=0)
+    assert logits.shape == (1, 2, pieces) and np.all(np.isfinite(logits))
+
+
+# ------------------------------------------------------------------------------- subword pieces
+
+
+def default_test_split():
+    """The (English, French) pairs of the shipped test split under the default recipe's limits."""
+    cuts = stream.cuts_of((0.8, 0.1, 0.1))
+    return [
+        (r["en"], r["fr"])
+        for r in shipped_pairs()
+        if 0 < len(r["en"].split()) <= 20
+        and 0 < len(r["fr"].split()) <= 30
+        and stream.SPLITS[stream.split_of(r["en"], 13, cuts)] == "test"
+    ]
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_in_graph_wordpiece_gives_the_librarys_pieces_and_the_text_back(tiny, side):
+    """On every sentence of the default test split (accents, and words the tiny vocabulary of 400
+    learned pieces and single characters never saw whole), the core-TF WordPiece gives the ids of
+    Hugging Face `tokenizers` with the export's vocabulary, and detokenizing the pieces gives the
+    text back (whitespace aside)."""
+    import tensorflow as tf
+
+    from nlpapps.tasks.translate import wordpiece
+
+    vocabulary = (tiny[0] / f"{side}_vocab.txt").read_text().splitlines()
+    assert len(vocabulary) >= 400 and vocabulary[:4] == list(wordpiece.SPECIALS)
+    pairs = default_test_split()
+    sentences = [pair[side == "target"] for pair in pairs]
+    assert len(sentences) > 1000 and any("é" in fr for _, fr in pairs)
+    library = wordpiece.library_tokenizer(vocabulary)
+    ours = wordpiece.WordPiece(vocabulary)(tf.constant(sentences))
+    assert ours.to_list() == [e.ids for e in library.encode_batch(sentences)]
+    assert sum(len(row) for row in ours.to_list()) > 1.5 * sum(len(s.split()) for s in sentences)  # pieces
+    ids = ours.to_tensor()
+    text = wordpiece.WordPiece(vocabulary).detokenize(ids, ids > wordpiece.END).numpy()
+    known = [i for i, row in enumerate(ours.to_list()) if wordpiece.UNK not in row]
+    assert len(known) > 0.99 * len(sentences)
+    assert all("".join(text[i].decode().split()) == "".join(sentences[i].split()) for i in known)
+
+
+def test_unseen_words_and_other_scripts_are_read_piece_by_piece():
+    import tensorflow as tf
+
+    from nlpapps.tasks.translate import wordpiece
+
+    vocabulary = wordpiece.learn([r["en"] for r in shipped_pairs()[:2000]], 300)
+    library = wordpiece.library_tokenizer(vocabulary)
+    texts = ["Xqzzv blorptangle, wibbleforth!", "神说：要有光。 Свет!", "", "a\u00a0b\u2009c\u3000d", "x" * 150 + " ok"]
+    texts += ["Don't—«quoted»…", "tab\tand\nnewline", "Naïve café"]
+    ours = wordpiece.WordPiece(vocabulary)(tf.constant(texts)).to_list()
+    assert ours == [e.ids for e in library.encode_batch(texts)]
+    assert wordpiece.UNK not in ours[0] and len(ours[0]) > 6  # unseen words, in pieces
+    assert ours[4][0] == wordpiece.UNK and wordpiece.UNK not in ours[4][1:]  # over MAX_CHARS characters
 
 
 # ---------------------------------------------------------------------- another pair, tfds source

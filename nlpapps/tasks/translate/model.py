@@ -5,6 +5,7 @@ import keras
 
 from nlpapps import training
 from nlpapps.blocks import Attention, recurrent_stack
+from nlpapps.tasks.translate import wordpiece
 
 
 class Translator:
@@ -12,7 +13,7 @@ class Translator:
     twin), and `encode`/`step`, the same layers run one target word at a time for the search."""
 
     def __init__(self, source_vocab, target_vocab, m):
-        self.start_id, self.end_id, classes = target_vocab, target_vocab + 1, target_vocab + 2
+        self.start_id, self.end_id, classes = wordpiece.START, wordpiece.END, target_vocab
         self.source_embedding = keras.layers.Embedding(
             source_vocab, m["embedding_dim"], mask_zero=True, name="source_embedding"
         )

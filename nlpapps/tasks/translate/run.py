@@ -14,10 +14,10 @@ from nlpapps.tasks.translate.serving import signatures
 def run(recipe, output_root, log=print):
     t = recipe["train"]
     data = prepare(recipe, log)
-    vectorizers = data.vectorizers
+    tokenizers = data.tokenizers
     with training.strategy(recipe).scope():
         translator = Translator(
-            vectorizers["source"].vocabulary_size(), vectorizers["target"].vocabulary_size(), recipe["model"]
+            tokenizers["source"].vocabulary_size(), tokenizers["target"].vocabulary_size(), recipe["model"]
         )
         translator.compile(t["learning_rate"])
     examples = {k: data.examples(k) for k in stream.SPLITS}
@@ -43,7 +43,7 @@ def run(recipe, output_root, log=print):
     history = training.fit(translator.model, train, batches["validation"], t, training.run_dir(output_root, recipe))
     seconds = time.perf_counter() - start
 
-    functions = signatures(translator, vectorizers, recipe)
+    functions = signatures(translator, tokenizers, recipe)
     metrics = report.test_split(functions, translator.model, batches["test"], data.texts("test"), recipe, log)
     metadata = {
         "data": data.summary(),
@@ -56,8 +56,14 @@ def run(recipe, output_root, log=print):
         output_root,
         recipe,
         endpoints=functions,
-        track=[translator.model, vectorizers["source"], vectorizers["target"]],
+        track=[translator.model, tokenizers["source"], tokenizers["target"]],
         keras_model=translator.model,
         metadata={"recipe": recipe.flat(), **metadata},
-        extras=[("training_curves.png", lambda p: evaluation.plot_history(history, p))],
+        extras=[
+            ("training_curves.png", lambda p: evaluation.plot_history(history, p)),
+            *(
+                (f"{k}_vocab.txt", lambda p, v=v: p.write_text("\n".join(v.vocabulary) + "\n"))
+                for k, v in tokenizers.items()
+            ),
+        ],
     )

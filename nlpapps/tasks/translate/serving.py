@@ -7,29 +7,73 @@ import tensorflow as tf
 from nlpapps import decoding, evaluation
 from nlpapps.data import text
 from nlpapps.errors import UserError
+from nlpapps.tasks.translate import wordpiece
 
 TEXT = tf.TensorSpec([None], tf.string, name="text")
 
 
-def signatures(translator, vectorizers, recipe):
+def signatures(translator, tokenizers, recipe):
     """The exported functions: text in, translation and score out. The same tf.functions are what
     evaluation calls, so the evaluated and the exported model cannot disagree."""
-    dd, max_tokens = recipe["decode"], recipe["text"]["max_tokens"]
-    target_words = vectorizers["target"].get_vocabulary()
-    words = tf.constant(target_words + ["", ""])  # start and end are written as nothing
-    shown = tf.constant(target_words + ["<s>", "</s>"])
-    serving_ids = text.ServingIds(max_tokens, name="serving_ids")
+    decode = decoder(translator, tokenizers, recipe)
+    width = recipe["decode"]["beam_width"]
+
+    def readable(tokens):  # padding, the specials and the end are written as nothing
+        return tokenizers["target"].detokenize(tokens, tokens > wordpiece.END)
+
+    def translate(width):
+        def run(text_in):
+            _, tokens, scores = decode(text_in, width)
+            return {"translation": readable(tokens), "score": scores}
+
+        return run
+
+    functions = {
+        "serving_default": (tf.function(translate(width), input_signature=[TEXT]), [TEXT]),
+        "translate_greedy": (tf.function(translate(1), input_signature=[TEXT]), [TEXT]),
+    }
+    width_spec = tf.TensorSpec([], tf.int32, name="beam_width")
+    beam = tf.function(lambda text_in, beam_width: translate(beam_width)(text_in), input_signature=[TEXT, width_spec])
+    functions["translate_beam"] = (beam, [TEXT, width_spec])
+    if translator.forced is None:
+        return functions
+
+    def attention(text_in):
+        """serving_default's translation, and the attention weights[batch, output, source] of each
+        output piece (the end included) over the source pieces."""
+        ids, tokens, scores = decode(text_in, width)
+        tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
+        previous = tf.concat([tf.fill([tf.shape(tokens)[0], 1], translator.start_id), tokens[:, :-1]], axis=1)
+        _, weights = translator.forced([ids, previous], training=False)
+        weights *= tf.cast(tokens > 0, tf.float32)[:, :, None]
+        return {
+            "translation": readable(tokens),
+            "score": scores,
+            "weights": weights,
+            "source_tokens": tf.where(ids > 0, tf.gather(tokenizers["source"].pieces, ids), ""),
+            "output_tokens": tf.where(tokens > 0, tf.gather(tokenizers["target"].pieces, tokens), ""),
+        }
+
+    functions["attention"] = (tf.function(attention, input_signature=[TEXT]), [TEXT])
+    return functions
+
+
+def decoder(translator, tokenizers, recipe):
+    """texts, beam width → (source piece ids, output piece ids, scores): greedy for the width 1,
+    beam search otherwise, with the recipe's [decode] settings."""
+    dd = recipe["decode"]
+    serving_ids = text.ServingIds(recipe["text"]["max_tokens"], name="serving_ids")
     search = {
         "start_id": translator.start_id,
         "end_id": translator.end_id,
         "length_penalty": dd["length_penalty"],
-        "banned": (0, 1, translator.start_id),
-    }  # never padding, unknown or start
+        "banned": (wordpiece.PAD, wordpiece.UNK, wordpiece.START),
+    }
 
     def decode(texts, width):
-        ids = tf.cast(serving_ids(vectorizers["source"](texts)), tf.int32)
+        ids = serving_ids(tokenizers["source"](texts).to_tensor())
         lengths = tf.reduce_sum(tf.cast(ids > 0, tf.float32), axis=1)
-        # An empty input gets an empty output; the rest at most factor × length + extra words.
+        # An empty input gets an empty output; the rest at most factor × length + extra pieces.
         caps = tf.where(lengths > 0, tf.cast(dd["max_length_factor"] * lengths, tf.int32) + dd["max_length_extra"], 0)
         states, context = translator.encode(ids)
         if isinstance(width, int) and width == 1:
@@ -40,47 +84,7 @@ def signatures(translator, vectorizers, recipe):
             )
         return ids, tokens, scores
 
-    def readable(tokens):
-        keep = (tokens > 1) & (tokens < translator.start_id)
-        joined = tf.strings.reduce_join(tf.ragged.boolean_mask(tf.gather(words, tokens), keep), axis=-1, separator=" ")
-        return text.detokenize(joined)
-
-    def translate(width):
-        def run(text_in):
-            _, tokens, scores = decode(text_in, width)
-            return {"translation": readable(tokens), "score": scores}
-
-        return run
-
-    functions = {
-        "serving_default": (tf.function(translate(dd["beam_width"]), input_signature=[TEXT]), [TEXT]),
-        "translate_greedy": (tf.function(translate(1), input_signature=[TEXT]), [TEXT]),
-    }
-    width_spec = tf.TensorSpec([], tf.int32, name="beam_width")
-    beam = tf.function(lambda text_in, beam_width: translate(beam_width)(text_in), input_signature=[TEXT, width_spec])
-    functions["translate_beam"] = (beam, [TEXT, width_spec])
-
-    if translator.forced is not None:
-
-        def attention(text_in):
-            """serving_default's translation, and the attention weights[batch, output, source] of
-            each output word (the end included) over the source tokens."""
-            ids, tokens, scores = decode(text_in, dd["beam_width"])
-            tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
-            previous = tf.concat([tf.fill([tf.shape(tokens)[0], 1], translator.start_id), tokens[:, :-1]], axis=1)
-            _, weights = translator.forced([ids, previous], training=False)
-            weights *= tf.cast(tokens > 0, tf.float32)[:, :, None]
-            source_tokens = tf.strings.split(text.standardize_words(text_in))[:, :max_tokens].to_tensor("")
-            return {
-                "translation": readable(tokens),
-                "score": scores,
-                "weights": weights,
-                "source_tokens": source_tokens,
-                "output_tokens": tf.where(tokens > 0, tf.gather(shown, tokens), ""),
-            }
-
-        functions["attention"] = (tf.function(attention, input_signature=[TEXT]), [TEXT])
-    return functions
+    return decode
 
 
 def translate_all(function, texts, batch_size=64):
@@ -95,7 +99,7 @@ def translate_all(function, texts, batch_size=64):
 
 
 def show_attention(outputs, index, path):
-    """A heatmap of one translation's attention weights: output words down, source words across."""
+    """A heatmap of one translation's attention weights: output pieces down, source pieces across."""
     source = [s.decode("utf-8", "replace") for s in outputs["source_tokens"][index] if s]
     target = [s.decode("utf-8", "replace") for s in outputs["output_tokens"][index] if s]
     weights = outputs["weights"][index][: len(target), : len(source)]
