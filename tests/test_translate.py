@@ -116,12 +116,16 @@ def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
     path, output, meta, _ = tiny
     assert "unigram level of the loss" in output
     table = output[output.index("test split") :]
-    for word in ("bleu", "chrf", "greedy", "beam 3", "copy the source", "case-insensitive", "sample translations"):
+    for word in ("bleu", "chrf_uncased", "greedy", "beam 3", "copy the source", "cased", "sample translations"):
         assert word in table
     assert output.rstrip().endswith(f"exported translate model to {path}")
-    assert [r["system"] for r in meta["metrics"]["test"]] == ["greedy", "beam 3", "copy the source"]
-    assert meta["metrics"]["headline"]["bleu"] == meta["metrics"]["test"][1]["bleu"]
-    assert meta["metrics"]["case_sensitive"] is False
+    rows = meta["metrics"]["test"]
+    assert [r["system"] for r in rows] == ["greedy", "beam 3", "copy the source", "references"]
+    assert meta["metrics"]["headline"]["bleu"] == rows[1]["bleu"]
+    assert meta["metrics"]["case_sensitive"] is True
+    assert all(r["unknown_markers"] == 0 for r in rows[:2]) and rows[0]["sentences"] == meta["data"]["sizes"]["test"]
+    # cased scores: copying the source scores higher ignoring case (names are capitalised in both)
+    assert rows[2]["bleu_uncased"] >= rows[2]["bleu"] and rows[2]["chrf_uncased"] > rows[2]["chrf"]
     assert len(meta["metrics"]["samples"]) == 5
     assert 0.0 <= meta["metrics"]["token_accuracy"] <= 1.0
     assert meta["signatures"] == ["attention", "serving_default", "translate_beam", "translate_greedy"]
@@ -192,6 +196,19 @@ def test_evaluation_samples_are_what_the_export_says(tiny, loaded):
     greedy = loaded.signatures["translate_greedy"](text=tf.constant(sources_))["translation"].numpy()
     assert [b.decode() for b in beam] == [s["beam 3"] for s in meta["metrics"]["samples"]]
     assert [g.decode() for g in greedy] == [s["greedy"] for s in meta["metrics"]["samples"]]
+
+
+def test_no_output_repeats_a_3_gram_of_pieces(tiny, loaded):
+    """decode.no_repeat_ngram = 3 (the default): the search never repeats a 3-gram of pieces."""
+    import tensorflow as tf
+
+    texts = tf.constant([r["en"] for r in shipped_pairs()[:64]] + HOSTILE)
+    pieces = loaded.signatures["attention"](text=texts)["output_tokens"].numpy().tolist()
+    assert tiny[2]["recipe"]["decode.no_repeat_ngram"] == 3
+    for row in pieces:
+        row = [p for p in row if p]
+        grams = list(zip(row, row[1:], row[2:]))
+        assert len(set(grams)) == len(grams), row
 
 
 def test_beam_of_width_one_is_greedy(tiny, loaded):
@@ -298,13 +315,14 @@ def test_unseen_words_and_other_scripts_are_read_piece_by_piece():
 
 
 def test_another_column_pair_trains_from_a_users_tsv(tmp_path):
-    """French → English from a user's TSV with its own column names (and some blank rows)."""
+    """French → English from a user's TSV with its own column names, another column beside them, and
+    some blank rows."""
     path = tmp_path / "pairs.tsv"
     rows = [r for r in shipped_pairs() if len(r["fr"].split()) <= 6][:400]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t")
-        writer.writerow(["french", "english"])
-        writer.writerows([[r["fr"], r["en"]] for r in rows] + [["Bonjour.", ""], ["", "Hello."]])
+        writer.writerow(["verse", "french", "english"])
+        writer.writerows([[r["ref"], r["fr"], r["en"]] for r in rows] + [["x", "Bonjour.", ""], ["y", "", "Hello."]])
     export, output, meta = train(
         [
             "translate",

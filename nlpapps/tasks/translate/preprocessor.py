@@ -1,5 +1,6 @@
 """The pairs, their subword vocabularies and the teacher-forced examples the model trains on."""
 
+import re
 import time
 
 import numpy as np
@@ -9,20 +10,15 @@ from nlpapps.data import stream
 from nlpapps.errors import UserError
 from nlpapps.tasks.translate import wordpiece
 
+WORD = re.compile(r"\w+")
+
 
 def prepare(recipe, log):
     """The pairs as a stream (`stream.Source`, split by a seeded hash of the source text), one pass
     over them (rows that do not fit, pairs with a blank side, pairs over the length limits, a sample
     of training pairs) and a WordPiece tokenizer per side learned from that sample, as a `Pairs`."""
     d, t = recipe["data"], recipe["text"]
-    source = stream.Source(
-        d["source"],
-        {"source": d["source_column"], "target": d["target_column"]},
-        texts=("source", "target"),
-        max_words={"source": d["max_source_words"], "target": d["max_target_words"]},
-        fractions=tuple(d["split"]),
-        seed=d["seed"],
-    )
+    source = pair_source(d)
     start = time.perf_counter()
     profile = source.profile(t["vocab_sample_rows"], d["max_bad_rows"], log)
     seconds = time.perf_counter() - start
@@ -49,6 +45,18 @@ def prepare(recipe, log):
     return Pairs(source, profile, tokenizers, recipe, skipped)
 
 
+def pair_source(d):
+    """The recipe's [data] pairs as a `stream.Source` with columns "source" and "target"."""
+    return stream.Source(
+        d["source"],
+        {"source": d["source_column"], "target": d["target_column"]},
+        texts=("source", "target"),
+        max_words={"source": d["max_source_words"], "target": d["max_target_words"]},
+        fractions=tuple(d["split"]),
+        seed=d["seed"],
+    )
+
+
 class Pairs:
     """A streamed source of pairs ready to train on: `examples(split)` is a tf.data pipeline of
     teacher-forced examples, tokenized in parallel inside the pipeline; small splits (up to
@@ -59,6 +67,8 @@ class Pairs:
         self.source, self.profile, self.tokenizers, self.skipped = source, profile, tokenizers, skipped
         self.max_tokens, self.cache_rows = recipe["text"]["max_tokens"], recipe["data"]["cache_rows"]
         d = recipe["data"]
+        # the words (runs of letters and digits) of the training sample's sources
+        self.known_words = {w for s in profile.samples["source"] for w in WORD.findall(s)}
         self.source_name, self.columns = d["source"], [d["source_column"], d["target_column"]]
 
     def summary(self):
@@ -83,14 +93,6 @@ class Pairs:
             lambda columns: teacher_forcing(tokenizers, columns, max_tokens),
             cache=self.size(split) <= self.cache_rows,
         )
-
-    def texts(self, split):
-        """{"source": [...], "target": [...]}: the raw texts of a split's pairs, in file order."""
-        pairs = {"source": [], "target": []}
-        for columns in self.source.batches(stream.SPLITS.index(split)):
-            for name, column in zip(self.source.names, columns):
-                pairs[name].extend(column)
-        return pairs
 
 
 def teacher_forcing(tokenizers, pairs, max_tokens):

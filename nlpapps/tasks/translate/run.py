@@ -44,7 +44,7 @@ def run(recipe, output_root, log=print):
     seconds = time.perf_counter() - start
 
     functions = signatures(translator, tokenizers, recipe)
-    metrics = report.test_split(functions, translator.model, batches["test"], data.texts("test"), recipe, log)
+    metrics = report.test_split(functions, translator.model, batches["test"], data, recipe, log)
     metadata = {
         "data": data.summary(),
         "metrics": metrics,

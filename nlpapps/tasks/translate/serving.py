@@ -1,6 +1,8 @@
 """The exported functions (text in, translation and score out), which evaluation, the command line
 and the SavedModel all call; choosing one for a beam width; drawing attention weights."""
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
@@ -68,6 +70,7 @@ def decoder(translator, tokenizers, recipe):
         "end_id": translator.end_id,
         "length_penalty": dd["length_penalty"],
         "banned": (wordpiece.PAD, wordpiece.UNK, wordpiece.START),
+        "no_repeat_ngram": dd["no_repeat_ngram"],
     }
 
     def decode(texts, width):
@@ -85,6 +88,27 @@ def decoder(translator, tokenizers, recipe):
         return ids, tokens, scores
 
     return decode
+
+
+def restore(path, **changes):
+    """(translator, tokenizers, recipe sections) of an export: its Keras twin's weights in a new
+    Translator, its vocabularies; `changes` ({"decode.no_repeat_ngram": 0, ...}) alter its recipe."""
+    from nlpapps import export
+    from nlpapps.tasks.translate.model import Translator
+
+    meta = export.metadata(path, "translate")
+    recipe = {}
+    for key, value in {**meta["recipe"], **changes}.items():
+        section, name = key.split(".", 1)
+        recipe.setdefault(section, {})[name] = value
+    tokenizers = {
+        k: wordpiece.WordPiece((Path(path) / f"{k}_vocab.txt").read_text(encoding="utf-8").splitlines())
+        for k in ("source", "target")
+    }
+    sizes = [tokenizers[k].vocabulary_size() for k in ("source", "target")]
+    translator = Translator(*sizes, recipe["model"])
+    translator.model.set_weights(export.load_keras(path).get_weights())
+    return translator, tokenizers, recipe
 
 
 def translate_all(function, texts, batch_size=64):
