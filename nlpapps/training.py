@@ -140,7 +140,8 @@ def _variables(model):
     return list(model.variables) + list(model.optimizer.variables)
 
 
-def _save(path, model, stopper, epoch, history, stopped):
+def _checkpoint(path, model, stopper, epoch, history, stopped):
+    """Write the backup that `_restore` reads: the variables, the early stopping state and the history."""
     state = {"epoch": epoch, "history": history, "early_stopping": stopper.state(), "stopped": stopped}
     arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(_variables(model))}
     arrays.update({f"b{i}": w for i, w in enumerate(stopper.best_weights or [])})
@@ -347,7 +348,7 @@ def fit(
                 for k, v in logs.items():
                     history.setdefault(k, []).append(v)
                 stop = stopper.update(epoch, logs, model)
-                _save(own / BACKUP, model, stopper, epoch + 1, history, stop)
+                _checkpoint(own / BACKUP, model, stopper, epoch + 1, history, stop)
                 if stop:
                     print(
                         f"early stopping after epoch {epoch + 1}: best {monitor} at epoch {stopper.best_epoch + 1}",

@@ -5,67 +5,49 @@ import csv
 import gzip
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import shipped_rows
 
-from nlpapps.data import sources, text
+from nlpapps.data import series, stream, text
 from nlpapps.errors import UserError
 
 SENTIMENT_COLUMNS = {"text": "text", "target": "score", "domain": "domain"}
 
 
-def load_shipped(seed):
-    return sources.load(
-        "shipped:sentiment_snippets", SENTIMENT_COLUMNS, optional=("domain",), fractions=(0.8, 0.1, 0.1), seed=seed
+def rows_of(source, *columns, max_bad_rows=0.0, log=None):
+    """Multiset of the (columns) of the rows a source gives over every split, after its one
+    profiling pass (which decides the column kinds, and refuses or reports rows that do not fit)."""
+    source.profile(100, max_bad_rows, log)
+    at = [source.names.index(c) for c in columns]
+    return collections.Counter(
+        row for split in range(3) for batch in source.batches(split) for row in zip(*(batch[i] for i in at))
     )
-
-
-def rows_of(splits, *columns):
-    """Multiset of row tuples over every split."""
-    return collections.Counter(row for part in splits.values() for row in zip(*(part[c] for c in columns)))
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return load_shipped(13)
 
 
 # ---------------------------------------------------------------------------------------- shipped
 
 
-def test_shipped_split_sizes_are_80_10_10(shipped):
-    n = len(shipped_rows())
-    assert n == 18513  # PROVENANCE.md
-    sizes = {k: len(v["text"]) for k, v in shipped.items()}
-    assert list(sizes) == ["train", "validation", "test"]
-    assert sizes == {"train": 14810, "validation": 1852, "test": 1851}
-    for part in shipped.values():  # every column of a split has the split's length
-        assert {len(v) for v in part.values()} == {len(part["text"])}
+def test_every_shipped_row_is_read_once_and_intact():
+    rows = shipped_rows()
+    assert len(rows) == 18513  # PROVENANCE.md
+    source = stream.Source("shipped:sentiment_snippets", SENTIMENT_COLUMNS, optional=("domain",), seed=13)
+    assert rows_of(source, "domain", "target", "text") == collections.Counter(
+        (r["domain"], r["score"], r["text"]) for r in rows
+    )
 
 
-def test_shipped_splits_partition_the_file(shipped):
-    expected = collections.Counter((r["domain"], r["score"], r["text"]) for r in shipped_rows())
-    assert rows_of(shipped, "domain", "target", "text") == expected
-    assert set(shipped["test"]["domain"]) == {"movie", "product", "tweet"}
-
-
-def test_shipped_split_is_deterministic_per_seed(shipped):
-    again = load_shipped(13)
-    for name in shipped:
-        for column in shipped[name]:
-            np.testing.assert_array_equal(again[name][column], shipped[name][column])
-    other = load_shipped(14)
-    assert [len(v["text"]) for v in other.values()] == [len(v["text"]) for v in shipped.values()]
-    assert set(other["test"]["text"]) != set(shipped["test"]["text"])
-    assert not np.array_equal(other["train"]["text"], shipped["train"]["text"])
-
-
-def test_unknown_shipped_name_lists_the_shipped_sets():
-    with pytest.raises(UserError, match="no shipped dataset 'nope'.*sentiment_snippets"):
-        sources.load("shipped:nope", SENTIMENT_COLUMNS)
+def test_unknown_shipped_name_lists_the_shipped_sets_of_its_kind():
+    text_sets = "bible_en_fr, sentiment_snippets, sms_spam, trec_questions"
+    with pytest.raises(UserError, match=f"^no shipped dataset 'nope'; shipped: {text_sets}$"):
+        stream.Source("shipped:nope", SENTIMENT_COLUMNS)
+    # the time series read .csv.gz as well as .tsv.gz, from the same folder
+    with pytest.raises(UserError, match=f"^no shipped dataset 'nope'; shipped: {text_sets[:12]}.*nyc_weather_2013"):
+        series.read_table("shipped:nope")
+    assert "time_hour" in series.read_table("shipped:nyc_weather_2013", nrows=1)
 
 
 # ------------------------------------------------------------------------------------- user files
@@ -101,13 +83,14 @@ def write_csv(path, rows, delimiter=","):
     return path
 
 
-def load_user(path, columns=USER_COLUMNS, **kwargs):
-    return sources.load(str(path), columns, optional=("domain",), fractions=(0.6, 0.2, 0.2), seed=3, **kwargs)
+def user_source(path, columns=USER_COLUMNS):
+    return stream.Source(str(path), columns, optional=("domain",), fractions=(0.6, 0.2, 0.2), seed=3)
 
 
 @pytest.mark.parametrize("name, delimiter", [("reviews.csv", ","), ("reviews.tsv", "\t"), ("reviews.csv.gz", ",")])
 def test_delimited_user_file_with_chosen_columns(tmp_path, name, delimiter):
-    splits = load_user(write_csv(tmp_path / name, ROWS, delimiter))
+    """CSV quoting keeps commas, quotes and newlines inside a text; only the chosen columns are read."""
+    source = user_source(write_csv(tmp_path / name, ROWS, delimiter))
     expected = (
         EXPECTED
         if delimiter == ","
@@ -115,9 +98,8 @@ def test_delimited_user_file_with_chosen_columns(tmp_path, name, delimiter):
             (r["review"], r["stars"], r["site"]) for r in ROWS if "\t" not in r["review"] and "\n" not in r["review"]
         )
     )
-    assert sum(len(v["text"]) for v in splits.values()) == sum(expected.values())
-    assert rows_of(splits, "text", "target", "domain") == expected
-    assert set(splits["train"]) == {"text", "target", "domain"}  # only the chosen columns
+    assert rows_of(source, "text", "target", "domain") == expected
+    assert source.names == ["text", "target", "domain"]  # no 'id'
 
 
 def test_jsonl_user_file_with_chosen_columns(tmp_path):
@@ -126,76 +108,53 @@ def test_jsonl_user_file_with_chosen_columns(tmp_path):
         for r in ROWS:  # numbers as JSON numbers, keys in a different order
             f.write(json.dumps({"stars": int(r["stars"]), "site": r["site"], "review": r["review"]}) + "\n")
         f.write("\n")  # a blank line is not a row
-    splits = load_user(path)
-    assert sum(len(v["text"]) for v in splits.values()) == len(ROWS)
-    assert rows_of(splits, "text", "target", "domain") == EXPECTED
+    assert rows_of(user_source(path), "text", "target", "domain") == EXPECTED
 
 
 def test_optional_column_is_left_out_when_absent(tmp_path):
     rows = [{k: v for k, v in r.items() if k != "site"} for r in ROWS]
-    splits = load_user(write_csv(tmp_path / "reviews.csv", rows))
-    assert set(splits["train"]) == {"text", "target"}
-    assert rows_of(splits, "text", "target") == collections.Counter((r["review"], r["stars"]) for r in ROWS)
+    source = user_source(write_csv(tmp_path / "reviews.csv", rows))
+    assert source.names == ["text", "target"]
+    assert rows_of(source, "text", "target") == collections.Counter((r["review"], r["stars"]) for r in ROWS)
 
 
 def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffreview,stars\nfine,3\ngood,4\nbad,1\nok,2\nmeh,2\n".encode("utf-8"))
-    splits = load_user(path)
-    assert sorted(t for v in splits.values() for t in v["text"]) == ["bad", "fine", "good", "meh", "ok"]
-
-
-def test_missing_file_is_a_user_error(tmp_path):
-    path = tmp_path / "absent.csv"
-    with pytest.raises(UserError, match="data file not found") as e:
-        load_user(path)
-    assert str(path) in str(e.value)
+    assert sorted(rows_of(user_source(path), "text")) == [("bad",), ("fine",), ("good",), ("meh",), ("ok",)]
 
 
 def test_missing_column_names_it_and_the_columns_there_are(tmp_path):
     path = write_csv(tmp_path / "reviews.csv", ROWS)
-    with pytest.raises(UserError, match="no column 'nope'") as e:
-        load_user(path, {"text": "nope", "target": "stars"})
-    assert "review" in str(e.value) and "stars" in str(e.value)
-    assert str(path) in str(e.value)
+    expected = f"^{re.escape(str(path))}: no column 'nope'; columns are: id, review, stars, site$"
+    with pytest.raises(UserError, match=expected):
+        user_source(path, {"text": "nope", "target": "stars"})
 
 
-@pytest.mark.parametrize("content", [b"", b"review,stars\n", b"\n\n"], ids=["empty", "header-only", "blank"])
-def test_file_without_rows_is_a_user_error(tmp_path, content):
-    path = tmp_path / "reviews.csv"
+@pytest.mark.parametrize(
+    "name, content",
+    [("reviews.csv", b"review,stars\n"), ("reviews.csv", b"\n\n"), ("reviews.jsonl", b"")],
+    ids=["header-only", "blank", "empty-jsonl"],
+)
+def test_file_without_rows_is_a_user_error(tmp_path, name, content):
+    path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(UserError, match="no rows") as e:
-        load_user(path)
-    assert "reviews.csv" in str(e.value)
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: no rows$"):
+        user_source(path).profile(100, 0.0)
 
 
-def test_empty_jsonl_is_a_user_error(tmp_path):
-    path = tmp_path / "reviews.jsonl"
-    path.write_bytes(b"")
-    with pytest.raises(UserError, match="no rows"):
-        load_user(path)
-
-
-def test_non_utf8_file_is_a_user_error(tmp_path):
+def test_a_file_that_is_not_utf8_is_refused_naming_its_rows(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("review,stars\nCafé très réussi,5\nNul,1\n".encode("latin-1"))
-    with pytest.raises(UserError, match="not UTF-8") as e:
-        load_user(path)
-    assert "latin1.csv" in str(e.value)
-
-
-def test_broken_jsonl_is_a_user_error(tmp_path):
-    path = tmp_path / "reviews.jsonl"
-    path.write_text('{"review": "fine", "stars": 3}\n{"review": "oops"\n', encoding="utf-8")
-    with pytest.raises(UserError, match="not JSON lines"):
-        load_user(path)
+    with pytest.raises(UserError, match=r"latin1.csv: 1 of 2 rows do not fit \(line 2: not UTF-8 text\)"):
+        user_source(path).profile(100, 0.01)
 
 
 def test_unsupported_file_type_is_a_user_error(tmp_path):
     path = tmp_path / "reviews.xlsx"
     path.write_bytes(b"PK\x03\x04")
     with pytest.raises(UserError, match="unsupported file type"):
-        load_user(path)
+        user_source(path)
 
 
 # ------------------------------------------------------------------------------- folder per class
@@ -212,24 +171,17 @@ def test_folder_per_class(tmp_path):
     (tmp_path / ".cache").mkdir()  # hidden: not a class
     (tmp_path / ".cache" / "x.txt").write_text("ignored")
     # The sentiment recipe's column names (text/score/domain): a folder gives text and label anyway.
-    splits = sources.load(str(tmp_path), SENTIMENT_COLUMNS, optional=("domain",), fractions=(0.6, 0.2, 0.2), seed=0)
-    got = rows_of(splits, "text", "target")
+    source = stream.Source(str(tmp_path), SENTIMENT_COLUMNS, optional=("domain",), fractions=(0.6, 0.2, 0.2))
     expected = collections.Counter((t, label) for label, texts in docs.items() for t in texts)
     expected[("caf\ufffd awful", "neg")] += 1
-    assert got == expected
-
-
-def test_folder_without_class_folders_is_a_user_error(tmp_path):
-    (tmp_path / "a.txt").write_text("text at the top")
-    with pytest.raises(UserError, match="one sub-folder per class"):
-        sources.load(str(tmp_path), SENTIMENT_COLUMNS, optional=("domain",))
+    assert rows_of(source, "text", "target") == expected
 
 
 def test_class_folders_without_documents_are_a_user_error(tmp_path):
     (tmp_path / "pos").mkdir()
     (tmp_path / "neg").mkdir()
     with pytest.raises(UserError, match="no .txt files"):
-        sources.load(str(tmp_path), SENTIMENT_COLUMNS, optional=("domain",))
+        stream.Source(str(tmp_path), SENTIMENT_COLUMNS, optional=("domain",))
 
 
 # ------------------------------------------------------------------------------------------- tfds
@@ -261,17 +213,14 @@ def test_tfds_imdb_reviews(imdb_metadata, label_column):
 
     columns = {"text": "text", "target": label_column, "domain": "domain"}
     with tfds.testing.mock_data(num_examples=40, data_dir=imdb_metadata):
-        splits = sources.load("tfds:imdb_reviews", columns, optional=("domain",))
-    assert list(splits) == ["train", "validation", "test"]
-    # imdb_reviews has no validation split: 10% of train is carved off for it
-    assert len(splits["train"]["text"]) + len(splits["validation"]["text"]) == 40
-    assert len(splits["validation"]["text"]) == 4
-    assert len(splits["test"]["text"]) == 40
-    for part in splits.values():
-        assert set(part) == {"text", "target"}  # no 'domain' field in imdb_reviews
-        assert set(part["target"]) <= {"neg", "pos"}  # ClassLabel ints mapped to their names
-        assert all(isinstance(t, str) for t in part["text"])
-    assert set(splits["test"]["target"]) == {"neg", "pos"}
+        source = stream.Source("tfds:imdb_reviews", columns, optional=("domain",))
+        records = list(source.records())
+    assert source.names == ["text", "target"]  # no 'domain' field in imdb_reviews
+    sizes = collections.Counter(split for _, split, _, _ in records)
+    # imdb_reviews has no validation split: about 1/9 of train is carved off for it, by the row hash
+    assert sizes[0] + sizes[1] == 40 and 1 <= sizes[1] <= 12 and sizes[2] == 40
+    assert all(isinstance(t, str) for _, _, (t, _), _ in records)
+    assert {target for _, _, (_, target), _ in records} == {"neg", "pos"}  # ClassLabel ints as their names
 
 
 def test_tfds_missing_field_is_a_user_error(imdb_metadata):
@@ -279,13 +228,8 @@ def test_tfds_missing_field_is_a_user_error(imdb_metadata):
 
     with tfds.testing.mock_data(num_examples=5, data_dir=imdb_metadata):
         with pytest.raises(UserError, match="no field 'stars'") as e:
-            sources.load("tfds:imdb_reviews", {"text": "text", "target": "stars", "domain": "stars"})
+            stream.Source("tfds:imdb_reviews", {"text": "text", "target": "stars", "domain": "stars"})
     assert "fields are" in str(e.value) and "text" in str(e.value)
-
-
-def test_tfds_unknown_name_is_a_user_error():
-    with pytest.raises(UserError, match="tfds:no_such_dataset_xyz: cannot load"):
-        sources.load("tfds:no_such_dataset_xyz", {"text": "text", "target": "label"})
 
 
 # -------------------------------------------------------------------------------- text pipeline
@@ -404,46 +348,27 @@ def _snippets_file(path, rows, delimiter="\t"):
     return path
 
 
-def _load(path, **kwargs):
-    return sources.load(str(path), SENTIMENT_COLUMNS, optional=("domain",), **kwargs)
+def _profile(path, max_bad_rows=0.01, log=None):
+    source = stream.Source(str(path), SENTIMENT_COLUMNS, optional=("domain",))
+    return source, source.profile(100, max_bad_rows, log)
 
 
 def test_one_empty_score_is_skipped_and_reported_not_turned_into_labels(tmp_path):
     rows = shipped_rows(1000)
     rows[4] = {**rows[4], "score": ""}
-    logged, notes = [], {}
-    splits = _load(_snippets_file(tmp_path / "one_empty.tsv", rows), log=logged.append, notes=notes)
-    assert sum(len(v["text"]) for v in splits.values()) == 999
-    assert all(float(t) == float(t) for v in splits.values() for t in v["target"])  # every score numeric
+    logged = []
+    source, profile = _profile(_snippets_file(tmp_path / "one_empty.tsv", rows), log=logged.append)
+    assert sum(profile.sizes) == 999 and profile.bad_rows == 1 and profile.bad_lines == [6]
     assert logged == ["%s: skipped 1 row that does not fit (line 6: score empty)" % (tmp_path / "one_empty.tsv")]
-    assert notes == {"skipped_bad_rows": 1, "bad_lines": [6]}
+    assert all(v.strip() for counts in profile.values["target"] for v in counts)  # no empty label
+    assert all(float(t) == float(t) for (t,) in rows_of(source, "target", max_bad_rows=0.01))  # every score numeric
 
 
 def test_tsv_has_no_quoting_a_leading_quote_swallows_nothing(tmp_path):
     rows = shipped_rows(1000)
     rows[9] = {**rows[9], "text": '"' + rows[9]["text"]}  # an unclosed quote opening a text
-    splits = _load(_snippets_file(tmp_path / "quote.tsv", rows))
-    texts = [t for v in splits.values() for t in v["text"]]
-    assert len(texts) == 1000 and rows[9]["text"] in texts
-
-
-def test_csv_keeps_its_quoting(tmp_path):
-    rows = [{"domain": "d", "score": "1.5", "text": 'He said "fine, then"\nand left'}] + shipped_rows(99)
-    splits = _load(_snippets_file(tmp_path / "quoted.csv", rows, delimiter=","))
-    texts = [t for v in splits.values() for t in v["text"]]
-    assert len(texts) == 100 and rows[0]["text"] in texts
-
-
-def test_a_wrong_field_count_is_a_bad_row_with_its_line(tmp_path):
-    path = tmp_path / "fields.tsv"
-    rows = shipped_rows(300)
-    lines = ["domain\tscore\ttext"] + [f"{r['domain']}\t{r['score']}\t{r['text']}" for r in rows]
-    lines[7] += "\textra"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    logged = []
-    splits = _load(path, log=logged.append)
-    assert sum(len(v["text"]) for v in splits.values()) == 299
-    assert "line 8: 4 fields where the header has 3" in logged[0]
+    texts = rows_of(stream.Source(str(_snippets_file(tmp_path / "quote.tsv", rows)), SENTIMENT_COLUMNS), "text")
+    assert sum(texts.values()) == 1000 and (rows[9]["text"],) in texts
 
 
 def test_many_bad_rows_refuse_with_one_line_naming_the_first_lines(tmp_path):
@@ -452,13 +377,13 @@ def test_many_bad_rows_refuse_with_one_line_naming_the_first_lines(tmp_path):
         rows[i] = {**rows[i], "score": "n/a"}
     path = _snippets_file(tmp_path / "many.tsv", rows)
     with pytest.raises(UserError) as e:
-        _load(path)
+        _profile(path)
     message = str(e.value)
     assert "\n" not in message and "100 of 1000 rows do not fit" in message
     assert "line 2: score 'n/a' is not a number; line 12:" in message and "data.max_bad_rows = 0.01" in message
     # The threshold is the recipe's: raised, the same file loads without those rows.
-    splits = _load(path, max_bad_rows=0.2)
-    assert sum(len(v["text"]) for v in splits.values()) == 900
+    _, profile = _profile(path, max_bad_rows=0.2)
+    assert sum(profile.sizes) == 900 and profile.bad_rows == 100
 
 
 def test_a_mostly_text_column_is_labels_and_only_empty_values_misfit(tmp_path):
@@ -468,6 +393,7 @@ def test_a_mostly_text_column_is_labels_and_only_empty_values_misfit(tmp_path):
     ]
     rows[3]["score"] = ""
     logged = []
-    splits = _load(_snippets_file(tmp_path / "labels.tsv", rows), log=logged.append)
-    assert {t for v in splits.values() for t in v["target"]} == {"neg", "pos"}
+    source, profile = _profile(_snippets_file(tmp_path / "labels.tsv", rows), log=logged.append)
+    assert not source.numeric["target"] and profile.bad_rows == 1
+    assert {v for counts in profile.values["target"] for v in counts} == {"neg", "pos"}
     assert "line 5: score empty" in logged[0]

@@ -11,7 +11,7 @@ import pytest
 from conftest import invoke, last_json_line, run_nlpapps
 
 from nlpapps import recipes
-from nlpapps.data import sources
+from nlpapps.data import stream
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -39,13 +39,14 @@ def _label_and_score(export, texts, tmp_path):
     return np.array(out["label"]), np.array(out["score"])
 
 
-def _test_texts(recipe_name, **overrides):
-    recipe = recipes.load(recipe_name, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
-    d = recipe["data"]
-    splits = sources.load(
+def _test_texts(recipe_name):
+    """The texts of the recipe's test split, as training reads it."""
+    d = recipes.load(recipe_name)["data"]
+    source = stream.Source(
         d["source"], {"text": d["text"], "target": d["label"]}, fractions=tuple(d["split"]), seed=d["seed"]
     )
-    return [t for t in splits["test"]["text"] if t.strip()]
+    source.profile(0, d["max_bad_rows"])
+    return [t for batch in source.batches(stream.SPLITS.index("test")) for t in batch[source.names.index("text")]]
 
 
 # --------------------------------------------------------------- sentiment: label agrees with score

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from nlpapps.data import series
+from nlpapps.data import series, sources
 from nlpapps.errors import UserError
 
 
@@ -103,7 +103,7 @@ def stream(lines, signatures, meta, emit, warn):
             advance([np.nan] * len(features), when - k * interval)
         reading = []
         for feature in features:
-            value = _number(cells.get(feature))
+            value = sources.number(cells.get(feature))
             if value is None:
                 warn(f"line {number}: {feature} = {cells.get(feature, '')!r} is not a reading; carried forward")
             reading.append(np.nan if value is None else value)
@@ -125,11 +125,3 @@ def _time(cells, settings):
     if pd.isna(when):
         return None
     return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None

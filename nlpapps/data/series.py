@@ -24,20 +24,9 @@ CLIP = 50.0  # encoded readings further than this many standard deviations out a
 TARGET = re.compile(r"^\s*([^<>]+?)\s*(?:>\s*(-?[0-9.]+)\s*)?$")  # "temp" or "precip > 0"
 
 
-def _path(spec):
-    """A file path for a spec: `shipped:NAME` is NAME.csv.gz (or .tsv.gz) among the shipped files."""
-    if not spec.startswith("shipped:"):
-        return spec
-    for suffix in (".csv.gz", ".tsv.gz"):
-        if (sources.SHIPPED / f"{spec[8:]}{suffix}").is_file():
-            return sources.SHIPPED / f"{spec[8:]}{suffix}"
-    names = sorted(p.name.split(".")[0] for p in sources.SHIPPED.glob("*.gz"))
-    raise UserError(f"no shipped dataset {spec[8:]!r}; shipped: {', '.join(names)}")
-
-
 def read_table(spec, *, skip_rows=0, dtype=str, nrows=None):
     """The raw table of a CSV/TSV file (optionally .gz) as strings; 'NA' and empty cells are missing."""
-    path = _path(spec)
+    path = sources.path_of(spec, (".csv.gz", ".tsv.gz"))
     sep = "\t" if ".tsv" in str(path).lower() else ","
     try:
         return pd.read_csv(

@@ -1,7 +1,7 @@
 """Sources read as a stream: rows go by once per pass, in batches, and are never held whole.
 
-`Source(spec, columns, ...)` reads the same specs as `sources.load` (shipped:NAME, tfds:NAME, a
-.csv/.tsv/.jsonl file, optionally .gz, a folder with one sub-folder per class). Each row's split is
+`Source(spec, columns, ...)` reads the specs of `sources` (shipped:NAME, tfds:NAME, a .csv/.tsv/.jsonl
+file, optionally .gz, a folder with one sub-folder per class). Each row's split is
 decided by a seeded hash of its free text (`split_of`): the same row always lands in the same split,
 whatever the order of the file, and no permutation of all rows is needed. Sources with splits of
 their own (tfds) keep them.
@@ -25,11 +25,9 @@ import gzip
 import hashlib
 import io
 import json
-import math
 import random
 import zlib
 from collections import Counter
-from pathlib import Path
 
 from nlpapps.data import sources
 from nlpapps.errors import UserError
@@ -38,6 +36,10 @@ SPLITS = sources.SPLITS
 BATCH = 256  # rows per element handed to tf.data: one Python call per batch, not per row
 MAX_LABELS = 100_000  # distinct values counted per column; a column with more is not a label set
 EMPTY, LONG = "empty", "long"  # rows whose texts are skipped and counted apart from the bad rows
+# tfds datasets name their fields differently; these are tried when the asked-for name is absent.
+TFDS_TEXT_FIELDS = ("text", "sentence", "content", "description", "review", "document", "question")
+TFDS_LABEL_FIELDS = ("label", "label_coarse", "topic")
+csv.field_size_limit(2**31 - 1)  # a text may be longer than the csv module's default 128 KiB
 
 
 def split_of(key, seed, cuts):
@@ -59,26 +61,14 @@ def cuts_of(fractions):
     return (fractions[0] / total, (fractions[0] + fractions[1]) / total)
 
 
-def _flag(value, memo={}):  # noqa: B006 - as in _is_number
+def _flag(value, memo={}):  # noqa: B006 - the memo is the point: label columns repeat few values
     """'e' for an empty value, 'n' for a number, 't' for other text."""
     flag = memo.get(value)
     if flag is None:
-        flag = "e" if not value.strip() else "n" if _is_number(value) else "t"
+        flag = "e" if not value.strip() else "n" if sources.is_number(value) else "t"
         if len(memo) < MAX_LABELS:
             memo[value] = flag
     return flag
-
-
-def _is_number(value, memo={}):  # noqa: B006 - the memo is the point: label columns repeat few values
-    known = memo.get(value)
-    if known is None:
-        try:
-            known = math.isfinite(float(value))
-        except ValueError:
-            known = False
-        if len(memo) < MAX_LABELS:
-            memo[value] = known
-    return known
 
 
 class Source:
@@ -99,10 +89,7 @@ class Source:
             self.path = None
         else:
             self._tfds = None
-            path = sources.SHIPPED / f"{spec[8:]}.tsv.gz" if spec.startswith("shipped:") else Path(spec)
-            if spec.startswith("shipped:") and not path.is_file():
-                names = ", ".join(sorted(p.name.split(".")[0] for p in sources.SHIPPED.glob("*.tsv.gz")))
-                raise UserError(f"no shipped dataset {spec[8:]!r}; shipped: {names}")
+            path = sources.path_of(spec)
             if path.is_dir():
                 columns = self.columns = sources.folder_columns(columns, optional)
                 self.reader = _Folder(path)
@@ -242,7 +229,7 @@ class Profile:
             source.numeric[name] = total > 0 and numbers >= 0.9 * total
             if source.numeric[name]:  # values that are not numbers are bad rows, not labels
                 for counter in self.values[name]:
-                    for value in [v for v in counter if not _is_number(v)]:
+                    for value in [v for v in counter if not sources.is_number(v)]:
                         del counter[value]
         fits = {flags: source._fits(flags) for _, _, flags in self.patterns}
         self.sizes, self.empty, self.too_long = [0, 0, 0], [0, 0, 0], [0, 0, 0]
@@ -534,11 +521,9 @@ class _Tfds:
         self.features = info.features
         self.fields = {}
         for canonical, column in columns.items():
-            fallbacks = {
-                "text": sources.TFDS_TEXT_FIELDS,
-                "label": sources.TFDS_LABEL_FIELDS,
-                "target": sources.TFDS_LABEL_FIELDS,
-            }.get(canonical, ())
+            fallbacks = {"text": TFDS_TEXT_FIELDS, "label": TFDS_LABEL_FIELDS, "target": TFDS_LABEL_FIELDS}.get(
+                canonical, ()
+            )
             found = column if column in self.features else next((f for f in fallbacks if f in self.features), None)
             if found is None and column and canonical not in optional:
                 raise UserError(f"tfds:{name}: no field {column!r}; fields are: {', '.join(self.features)}")
@@ -556,8 +541,19 @@ class _Tfds:
         for name in dict.fromkeys(names):
             for row in tfds.as_numpy(self.splits[name]):
                 line += 1
-                values = [sources._tfds_value(self.features[f], row[f]) for f in self.fields.values()]
+                values = [_tfds_value(self.features[f], row[f]) for f in self.fields.values()]
                 own = SPLITS.index(name)
                 if carve and name == "train":
                     own = split_of(values[0] if values else "", seed, cuts)
                 yield line, own, values, ""
+
+
+def _tfds_value(feature, value):
+    """A tfds value as text: a class label's name, bytes decoded as UTF-8."""
+    import tensorflow_datasets as tfds
+
+    if isinstance(feature, tfds.features.ClassLabel):
+        return feature.int2str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

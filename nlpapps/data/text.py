@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nlpapps.data.sources import is_number
 from nlpapps.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -21,17 +22,9 @@ def drop_empty(texts, *arrays):
 
 def require_text(texts, column):
     """Refuse a text column that is numbers, judged from all of it (not its first rows)."""
-    numeric = sum(_is_number(t) for t in texts)
+    numeric = sum(is_number(t) for t in texts)
     if numeric > 0.9 * len(texts):
         raise UserError(f"text column {column!r} holds numbers, not text; pick another with --text-column")
-
-
-def _is_number(value):
-    try:
-        float(value)
-        return True
-    except ValueError:
-        return False
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
