@@ -89,6 +89,8 @@ RULES = {
     "decode.length_penalty": _at_least(0.0),
     "decode.max_length_factor": lambda v: None if v > 0 else "must be positive",
     "decode.max_length_extra": _at_least(0),
+    "decode.no_repeat_ngram": lambda v: None if v == 0 or v >= 2 else "must be 0 (no blocking) or 2 or more",
+    "evaluation.max_pairs": _at_least(0),
     "train.epochs": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.learning_rate": lambda v: None if v > 0 else "must be positive",

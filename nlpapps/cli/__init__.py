@@ -377,20 +377,9 @@ def translate(texts, beam, model, name, models, as_json, attention_png):
 
     from nlpapps.tasks import translate as task
 
-    loaded = tf.saved_model.load(str(path))
-    if attention_png and "attention" not in loaded.signatures:
-        raise UserError(f"{path} has no attention to show (it was trained with model.attention = none)")
+    translated = task.chooser(tf.saved_model.load(str(path)), beam, bool(attention_png))
     for start in range(0, len(raw), 64):
-        batch = tf.constant(raw[start : start + 64], dtype=tf.string)
-        if attention_png:
-            outputs = loaded.signatures["attention"](text=batch)
-        elif beam is None:
-            outputs = loaded.signatures["serving_default"](text=batch)
-        elif beam == 1:
-            outputs = loaded.signatures["translate_greedy"](text=batch)
-        else:
-            outputs = loaded.signatures["translate_beam"](text=batch, beam_width=tf.constant(beam))
-        outputs = {k: v.numpy() for k, v in outputs.items()}
+        outputs = translated(tf.constant(raw[start : start + 64], dtype=tf.string))
         for i, (text, translation, score) in enumerate(
             zip(raw[start : start + 64], outputs["translation"], outputs["score"])
         ):
