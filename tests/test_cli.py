@@ -282,7 +282,8 @@ def test_a_text_without_words_gets_no_confident_label(sentiment_export, text):
     import tensorflow as tf
 
     served = tf.saved_model.load(str(sentiment_export)).signatures["serving_default"](text=tf.constant([text]))
-    np.testing.assert_allclose(served["probabilities"].numpy(), 1 / 3)
+    probabilities = served["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, 1 / probabilities.shape[-1])  # every class equally likely
 
 
 def test_run_explains_the_scales_and_score_r_and_what_to_try_next(sentiment_run, models_root):
