@@ -180,8 +180,8 @@ def shipped_speed(before, work):
     count = (  # real tokens of the training split as the revision's own prepare() makes them
         "import json, sys\n"
         "from nlpapps import recipes\n"
-        "from nlpapps.tasks import many_to_one\n"
-        "prepared = many_to_one.prepare(recipes.load(sys.argv[1]), lambda *a: None)\n"
+        "from nlpapps.tasks.text import data as text_data\n"
+        "prepared = text_data.prepare(recipes.load(sys.argv[1]), lambda *a: None)\n"
         "print(json.dumps(int(prepared[2]['train'].row_lengths().numpy().sum())))\n"
     )
     rows = []

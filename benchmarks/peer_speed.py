@@ -53,7 +53,8 @@ import translate_speed  # noqa: E402
 from nlpapps import evaluation, export, recipes, tasks, training  # noqa: E402
 from nlpapps.data import series, text  # noqa: E402
 from nlpapps.errors import UserError  # noqa: E402
-from nlpapps.tasks import classify, many_to_one, sentiment  # noqa: E402
+from nlpapps.tasks import classify, sentiment  # noqa: E402
+from nlpapps.tasks.text import data as text_data  # noqa: E402
 
 TRANSLATE_NOTE = "no twin: a PyTorch encoder-decoder with attention and beam search is a second decoder to write"
 
@@ -147,13 +148,17 @@ def heads_of(model):
 # ------------------------------------------------------------------------------------------- the apps
 
 
+# The PyTorch twin has a plain embedding: the apps run without pretrained vectors or a lexicon prior.
+PLAIN = ('model.vectors="none"', 'model.lexicon="none"')
+
+
 class App:
-    """One text app's data, targets, model and losses, as its run() makes them."""
+    """One text app's data, targets, model and losses, as its run() makes them (with PLAIN)."""
 
     def __init__(self, name, overrides=()):
         self.name = name
-        self.recipe = recipes.load(name, overrides)
-        self.data = many_to_one.prepare(self.recipe, lambda *_: None)
+        self.recipe = recipes.load(name, [*PLAIN[: 1 + (name == "sentiment")], *overrides])
+        self.data = text_data.prepare(self.recipe, lambda *_: None)
         self.vocab_size = self.data.vectorizer.vocabulary_size()
         self.class_weight = None
         if name == "sentiment":  # the shipped data is scored: polarity from the score's band, as run() does
@@ -161,12 +166,12 @@ class App:
             self.scale = float(np.ceil(max(abs(float(v)) for v in values))) or 1.0
             self.classes = sorted({str(sentiment.polarity(float(v), band)) for v in values})
         else:
-            self.classes, _ = many_to_one.classes_of(self.data, name, lambda *_: None)
+            self.classes, _ = text_data.classes_of(self.data, name, lambda *_: None)
             counts = self.data.labels("train")
             self.class_weight = classify.class_weights(
                 [counts[c] for c in self.classes], self.recipe["train"]["class_weights"]
             )
-        self.table = many_to_one.lookup(self.classes)
+        self.table = text_data.lookup(self.classes)
 
     def targets(self, columns):
         if self.name == "classify":
@@ -350,7 +355,8 @@ def median_rate(call, chunks, repeats):
 
 
 def serving_rows(app, models, rounds, quick, table):
-    path = export_of(app.name, models, ["train.steps_per_epoch=5"] if quick else [])
+    plain = list(PLAIN[: 1 + (app.name == "sentiment")])
+    path = export_of(app.name, models, [*plain, "train.steps_per_epoch=5"] if quick else plain)
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     end_to_end = export.load_keras(path)
     vectorizer = next(layer for layer in end_to_end.layers if isinstance(layer, keras.layers.TextVectorization))

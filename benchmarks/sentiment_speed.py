@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from nlpapps import evaluation, export, recipes, training
 from nlpapps.data import text
-from nlpapps.tasks import many_to_one, sentiment
+from nlpapps.tasks import sentiment
+from nlpapps.tasks.text import data as text_data
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -32,7 +33,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def in_memory(data, split, classes):
     """A split's ragged token ids and targets ({polarity, score / 4}) as the streamed pipeline makes them."""
-    table = many_to_one.lookup(classes)
+    table = text_data.lookup(classes)
 
     def targets(columns):
         score = tf.strings.to_number(columns["target"], tf.float32)
@@ -85,7 +86,7 @@ def main():
     parser.add_argument("--model", help="SavedModel to time; default: the newest saved_models/sentiment")
     args = parser.parse_args()
     recipe = recipes.load("sentiment")
-    data = many_to_one.prepare(recipe, print)
+    data = text_data.prepare(recipe, print)
     vectorizer, classes = data.vectorizer, ["negative", "positive"]
     ids, targets = {}, {}
     for split in ("train", "test"):

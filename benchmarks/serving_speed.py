@@ -21,7 +21,10 @@ import tensorflow as tf
 
 from nlpapps import evaluation, export, recipes
 from nlpapps.data import stream, text
-from nlpapps.tasks import classify, many_to_one, sentiment
+from nlpapps.tasks import classify, sentiment
+from nlpapps.tasks.text import data as text_data
+from nlpapps.tasks.text import serving
+from nlpapps.tasks.text.model import words_of
 
 SPEC = [tf.TensorSpec([None], tf.string, name="text")]
 
@@ -29,14 +32,15 @@ SPEC = [tf.TensorSpec([None], tf.string, name="text")]
 def built(name, log):
     """(recipe, model, vectorizer, classes, test texts) of a task's default recipe."""
     recipe = recipes.load(name)
-    data = many_to_one.prepare(recipe, log)
+    data = text_data.prepare(recipe, log)
     vocab, m, t = data.vectorizer.vocabulary_size(), recipe["model"], recipe["train"]
     if name == "sentiment":
         classes = ["negative", "positive"]
-        model = sentiment.build(vocab, classes, True, m, t)
+        prior = sentiment.lexicon.valences if m["lexicon"] == "vader" else None
+        model = sentiment.build(vocab, classes, True, m, t, words_of(data.vectorizer, m, log, prior))
     else:
         classes = sorted(data.labels("train"))
-        model = classify.build(vocab, len(classes), m, t["learning_rate"])
+        model = classify.build(vocab, len(classes), m, t["learning_rate"], words_of(data.vectorizer, m, log))
     model(data.vectorizer(tf.constant(["a text"])))  # builds what training would have built
     names = data.source.names
     texts = [t for b in data.source.batches(stream.SPLITS.index("test")) for t in b[names.index("text")]]
@@ -51,7 +55,7 @@ def exports(recipe, model, vectorizer, classes, root):
     def graph(text_in):
         return model(cut(vectorizer(text_in)), training=False)
 
-    compiled = many_to_one.serving(model, vectorizer, classes, lambda result: {}, max_tokens)
+    compiled = serving.serving(model, vectorizer, classes, lambda result: {}, max_tokens)
     return {
         name: export.save(
             root / name,

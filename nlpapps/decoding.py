@@ -9,6 +9,7 @@ every row has ended. A row with max_length 0 (an empty input) gives no token.
 
 Scores are log-probabilities summed over the emitted tokens (the end included) and divided by
 length ** length_penalty, the same for both, so a width-1 beam gives greedy's tokens and score.
+With no_repeat_ngram = n > 1, a token that would repeat an n-gram already in its row is impossible.
 """
 
 import tensorflow as tf
@@ -16,11 +17,22 @@ import tensorflow as tf
 NEG = -1e9  # a finite "impossible": sums of it stay finite, so no NaN reaches a score
 
 
-def _log_probs(logits, banned, end_id, at_cap):
-    """Log-probabilities with banned tokens impossible and, where a row is at its length cap,
+def _log_probs(logits, banned, end_id, at_cap, tokens=None, no_repeat_ngram=0):
+    """Log-probabilities with banned tokens impossible, and tokens that would repeat an n-gram of
+    `tokens[rows, time]` (with no_repeat_ngram = n > 1), and, where a row is at its length cap,
     every token but the end impossible."""
     vocab = tf.range(tf.shape(logits)[-1])
     logits = tf.where(tf.reduce_any(vocab[:, None] == tf.constant(banned, tf.int32)[None], axis=1), NEG, logits)
+    if no_repeat_ngram > 1:
+        n = no_repeat_ngram
+        # Left padding with -1 (no token): window i of the padded row is the n-gram ending at token i.
+        padded = tf.pad(tokens, [[0, 0], [n - 1, 0]], constant_values=-1)
+        count = tf.shape(tokens)[1]
+        windows = tf.stack([padded[:, i : i + count] for i in range(n)], axis=2)  # [rows, time, n]
+        seen = tf.reduce_all(windows[:, :, :-1] == padded[:, count:][:, None], axis=2)  # its first n-1 are the last n-1
+        where = tf.cast(tf.where(seen), tf.int32)
+        blocked = tf.stack([where[:, 0], tf.gather_nd(windows[:, :, -1], where)], axis=1)
+        logits = tf.tensor_scatter_nd_update(logits, blocked, tf.fill([tf.shape(blocked)[0]], NEG))
     logp = tf.nn.log_softmax(logits)
     return tf.where(at_cap[:, None] & (vocab != end_id)[None], NEG, logp)
 
@@ -29,14 +41,14 @@ def _normalised(total, lengths, length_penalty):
     return total / tf.pow(tf.maximum(tf.cast(lengths, tf.float32), 1.0), length_penalty)
 
 
-def greedy(step, states, context, *, start_id, end_id, max_lengths, length_penalty=1.0, banned=()):
+def greedy(step, states, context, *, start_id, end_id, max_lengths, length_penalty=1.0, banned=(), no_repeat_ngram=0):
     """The most likely token at every step. Returns (tokens[batch, time] with 0 after the end,
     scores[batch])."""
     batch = tf.shape(max_lengths)[0]
 
     def body(t, last, states, finished, tokens, total, lengths):
         logits, states = step(last, states, context)
-        logp = _log_probs(logits, banned, end_id, t + 1 >= max_lengths)
+        logp = _log_probs(logits, banned, end_id, t + 1 >= max_lengths, tokens, no_repeat_ngram)
         chosen = tf.argmax(logp, axis=-1, output_type=tf.int32)
         gained = tf.gather(logp, chosen, batch_dims=1)
         total += tf.where(finished, 0.0, gained)
@@ -62,7 +74,9 @@ def greedy(step, states, context, *, start_id, end_id, max_lengths, length_penal
     return tokens, _normalised(total, lengths, length_penalty)
 
 
-def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, length_penalty=1.0, banned=()):
+def beam_search(
+    step, states, context, *, start_id, end_id, max_lengths, width, length_penalty=1.0, banned=(), no_repeat_ngram=0
+):
     """The `width` best partial translations kept at every step (batch × width rows decode at once);
     the best finished one by length-normalised score wins. `width` may be a tensor.
     Returns (tokens[batch, time] with 0 after the end, scores[batch])."""
@@ -79,7 +93,7 @@ def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, 
     def body(t, last, states, finished, tokens, total, lengths):
         logits, states = step(last, states, context)
         vocab = tf.shape(logits)[-1]
-        logp = _log_probs(logits, banned, end_id, t + 1 >= caps)
+        logp = _log_probs(logits, banned, end_id, t + 1 >= caps, tf.reshape(tokens, [rows, -1]), no_repeat_ngram)
         # An ended beam goes on with padding at no cost, so it keeps its place among the best.
         ended = tf.reshape(finished, [rows])
         logp = tf.where(ended[:, None], tf.where(tf.range(vocab) == 0, 0.0, NEG)[None], logp)
@@ -110,3 +124,63 @@ def beam_search(step, states, context, *, start_id, end_id, max_lengths, width, 
     scores = _normalised(total, lengths, length_penalty)
     winner = tf.argmax(scores, axis=1, output_type=tf.int32)
     return tf.gather(tokens, winner, batch_dims=1), tf.gather(scores, winner, batch_dims=1)
+
+
+def sample(
+    step,
+    states,
+    context,
+    *,
+    start_id,
+    end_id,
+    max_lengths,
+    seed,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    banned=(),
+):
+    """A token drawn at every step from the softmax of log-probabilities / temperature, kept to the
+    `top_k` most likely tokens (0: all) and to the fewest whose probability reaches `top_p` (1: all).
+    The draw is the Gumbel-max trick on stateless noise of (seed, step): the same seed, inputs and
+    settings give the same tokens, and row i's draws do not depend on how many rows follow it.
+    temperature, top_k, top_p and seed may be tensors; a temperature near 0 is greedy.
+    Returns (tokens[batch, time] with 0 after the end, scores[batch]): each sample's log-probability
+    under the model itself (temperature 1, no truncation), summed over its tokens, the end included."""
+    batch = tf.shape(max_lengths)[0]
+    temperature = tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    top_k, top_p = tf.cast(top_k, tf.int32), tf.cast(top_p, tf.float32)
+    seed = tf.cast(seed, tf.int64)
+
+    def body(t, last, states, finished, tokens, total):
+        logits, states = step(last, states, context)
+        logp = _log_probs(logits, banned, end_id, t + 1 >= max_lengths)
+        vocab = tf.shape(logp)[-1]
+        ranked = tf.sort(logp, axis=-1, direction="DESCENDING")
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+        floor = ranked[:, k - 1 : k]  # the k-th best log-probability of each row
+        # top-p: the tokens ranked before the mass reaches top_p, and the one that reaches it
+        before = tf.math.cumsum(tf.exp(ranked), axis=-1, exclusive=True)
+        floor = tf.maximum(floor, tf.reduce_min(tf.where(before < top_p, ranked, 0.0), axis=-1, keepdims=True))
+        kept = tf.where(logp >= floor, logp / temperature, NEG)
+        noise = tf.random.stateless_uniform(tf.shape(kept), seed=tf.stack([seed, tf.cast(t, tf.int64)]), minval=1e-20)
+        chosen = tf.argmax(kept - tf.math.log(-tf.math.log(noise)), axis=-1, output_type=tf.int32)
+        total += tf.where(finished, 0.0, tf.gather(logp, chosen, batch_dims=1))
+        chosen = tf.where(finished, 0, chosen)
+        tokens = tf.concat([tokens, chosen[:, None]], axis=1)
+        return t + 1, chosen, states, finished | (chosen == end_id), tokens, total
+
+    def cond(t, last, states, finished, *_):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    loop = (
+        tf.constant(0),
+        tf.fill([batch], start_id),
+        states,
+        max_lengths <= 0,
+        tf.zeros([batch, 0], tf.int32),
+        tf.zeros([batch]),
+    )
+    invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * len(x.shape)), loop)
+    _, _, _, _, tokens, total = tf.while_loop(cond, body, loop, shape_invariants=invariants)
+    return tokens, total

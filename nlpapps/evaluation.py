@@ -259,3 +259,28 @@ def plot_attention(weights, source_tokens, output_tokens, path):
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
     _save(fig, path)
+
+
+def distinct_n(texts, n):
+    """Distinct-n (Li et al., 2016): distinct word n-grams / all word n-grams over `texts`."""
+    grams = [tuple(words[i : i + n]) for words in (str(t).split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def ngram_perplexity(train, test, order):
+    """Perplexity per token of an interpolated Witten-Bell n-gram model (nltk's `lm`) fitted on
+    `train`, on `test` (sequences of string tokens). Every sequence starts from order - 1 start
+    symbols and its end is a token the model predicts, as a neural language model's end is."""
+    from nltk.lm import WittenBellInterpolated
+    from nltk.lm.preprocessing import padded_everygram_pipeline
+
+    grams, vocabulary = padded_everygram_pipeline(order, [list(s) for s in train])
+    model = WittenBellInterpolated(order)
+    model.fit(grams, vocabulary)
+    total, count = 0.0, 0
+    for sequence in test:
+        padded = ["<s>"] * (order - 1) + list(sequence) + ["</s>"]
+        for i in range(order - 1, len(padded)):
+            total += model.logscore(padded[i], padded[i - order + 1 : i])
+            count += 1
+    return float(2.0 ** (-total / max(count, 1)))

@@ -34,6 +34,9 @@ class Recipe:
         return {f"{s}.{k}": v for s, table in self.settings.items() for k, v in table.items()}
 
 
+CELLS = ("rnn", "lstm", "gru", "peephole")  # the recurrent cells of blocks/, model.cell's choices
+
+
 def _at_least(low):
     return lambda v: None if v >= low else f"must be at least {low}"
 
@@ -65,8 +68,11 @@ RULES = {
     "train.shuffle_buffer": _at_least(1),
     "train.steps_per_epoch": _at_least(0),
     "model.embedding_dim": _at_least(1),
+    "model.vectors": _one_of("glove-100", "none"),
+    "model.lexicon": _one_of("vader", "none"),
+    "text.vectors_words": _at_least(0),
     "model.embedding_dropout": _fraction,
-    "model.cell": _one_of("rnn", "lstm", "gru", "peephole"),
+    "model.cell": _one_of(*CELLS),
     "model.units": _at_least(1),
     "model.depth": _at_least(1),
     "model.dropout": _fraction,
@@ -83,6 +89,8 @@ RULES = {
     "decode.length_penalty": _at_least(0.0),
     "decode.max_length_factor": lambda v: None if v > 0 else "must be positive",
     "decode.max_length_extra": _at_least(0),
+    "decode.no_repeat_ngram": lambda v: None if v == 0 or v >= 2 else "must be 0 (no blocking) or 2 or more",
+    "evaluation.max_pairs": _at_least(0),
     "train.epochs": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.learning_rate": lambda v: None if v > 0 else "must be positive",
@@ -101,6 +109,17 @@ RULES = {
     "train.window": _at_least(2),
     "train.stride": _at_least(1),
     "train.event_weight": _at_least(0.0),
+    "data.max_chars": _at_least(0),
+    "data.conditions": lambda v: None if all(isinstance(c, str) and c for c in v) else "must be a list of column names",
+    "text.min_count": _at_least(1),
+    "model.condition_dim": _at_least(1),
+    "sample.temperature": lambda v: None if v > 0 else "must be positive",
+    "sample.top_k": _at_least(0),
+    "sample.top_p": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+    "sample.max_length": _at_least(1),
+    "evaluate.per_value": _at_least(1),
+    "evaluate.ngram_order": _at_least(1),
+    "evaluate.control_texts": _at_least(1),
     "data.train_stations": lambda v: (
         None if all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v) else "must be distinct station names"
     ),

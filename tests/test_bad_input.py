@@ -53,10 +53,10 @@ def test_unknown_choice_is_refused_before_tensorflow_is_imported(args, words, tm
 def test_unwritable_output_is_refused_before_training(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
-    proc = run_nlpapps(["run", "sentiment", "--output", str(a_file / "models")], cwd=tmp_path)
+    proc = run_nlpapps(["run", "sentiment", "--models", str(a_file / "models")], cwd=tmp_path)
     assert "is not a folder" in one_line_error(proc)
     # /proc takes no new files even from root, as a read-only mount or a foreign folder would not.
-    proc = run_nlpapps(["run", "sentiment", "--output", "/proc/nlpapps-models"], cwd=tmp_path)
+    proc = run_nlpapps(["run", "sentiment", "--models", "/proc/nlpapps-models"], cwd=tmp_path)
     assert "cannot write in /proc" in one_line_error(proc)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
@@ -89,29 +89,25 @@ def test_sentiment_with_many_classes_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
 
-def test_predict_refuses_an_export_of_another_task(sentiment_export, tmp_path):
-    """A classify model named as the sentiment one, and a sentiment export for classify."""
-    proc = run_nlpapps(["predict", "classify", "--model", str(sentiment_export), "hello"], cwd=tmp_path)
-    assert "is a sentiment model, not a classify model" in one_line_error(proc)
-
-
-def test_predict_refuses_a_classify_export_for_sentiment(spam_export, tmp_path):
-    proc = run_nlpapps(["predict", "sentiment", "--model", str(spam_export), "hello"], cwd=tmp_path)
-    assert "is a classify model, not a sentiment model" in one_line_error(proc)
+def test_predict_refuses_an_export_of_another_task(sentiment_export, spam_export, tmp_path):
+    """The old spelling `predict TASK TEXT --model PATH`: the export must be of that task."""
+    for task, export, other in (("classify", sentiment_export, "sentiment"), ("sentiment", spam_export, "classify")):
+        proc = run_nlpapps(["predict", task, "hello", "--model", str(export)], cwd=tmp_path)
+        warning, error = proc.stderr.decode().splitlines()
+        assert warning.startswith(f"nlpapps: warning: `nlpapps predict {task} TEXT...` is deprecated; use ")
+        assert proc.returncode == 2 and error == f"nlpapps: error: {export} is a {other} model, not a {task} model"
 
 
 def test_top_k_is_refused_for_sentiment(sentiment_export, tmp_path):
-    proc = run_nlpapps(
-        ["predict", "sentiment", "--model", str(sentiment_export), "--top-k", "2", "great"], cwd=tmp_path
-    )
+    proc = run_nlpapps(["predict", "--model", str(sentiment_export), "--top-k", "2", "great"], cwd=tmp_path)
     assert "--top-k is for classify models" in one_line_error(proc)
     assert proc.stdout == b""
 
 
 def test_predict_without_a_model_and_with_a_folder_that_is_not_an_export(tmp_path):
-    line = one_line_error(run_nlpapps(["predict", "spam", "hello"], cwd=tmp_path))
+    line = one_line_error(run_nlpapps(["predict", "--model", "spam", "hello"], cwd=tmp_path))
     assert "no trained spam model" in line
-    line = one_line_error(run_nlpapps(["predict", "sentiment", "--model", str(tmp_path), "hi"], cwd=tmp_path))
+    line = one_line_error(run_nlpapps(["predict", "--model", str(tmp_path), "hi"], cwd=tmp_path))
     assert "not a SavedModel export" in line
 
 

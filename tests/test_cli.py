@@ -3,8 +3,9 @@
 import json
 import re
 
+import numpy as np
 import pytest
-from conftest import SMALL, invoke, run_nlpapps, tree_digest
+from conftest import SHIPPED_SENTIMENT, SMALL, invoke, run_nlpapps, tree_digest
 
 import nlpapps
 
@@ -46,7 +47,7 @@ def test_run_help_names_every_shorthand():
         "--text-column",
         "--label-column",
         "--set",
-        "--output",
+        "--models",
     ):
         assert flag in out
 
@@ -71,7 +72,7 @@ TEXTS = ["What a wonderful, moving film.", "Dreadful, boring and far too long.",
 
 
 def test_predict_prints_one_tsv_line_per_text(sentiment_export):
-    result = invoke(["predict", "sentiment", *TEXTS, "--model", sentiment_export])
+    result = invoke(["predict", *TEXTS, "--model", sentiment_export])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == len(TEXTS)
@@ -86,7 +87,7 @@ def test_predict_prints_one_tsv_line_per_text(sentiment_export):
 def test_predict_tsv_keeps_one_line_and_three_columns_per_text(sentiment_export):
     """Texts given as arguments may hold tabs and newlines; the TSV must still be one row each."""
     texts = ["first line\nsecond line", "a\ttabbed text"]
-    result = invoke(["predict", "sentiment", *texts, "--model", sentiment_export])
+    result = invoke(["predict", *texts, "--model", sentiment_export])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == len(texts)
@@ -94,7 +95,7 @@ def test_predict_tsv_keeps_one_line_and_three_columns_per_text(sentiment_export)
 
 
 def test_predict_json_lines(sentiment_export):
-    result = invoke(["predict", "sentiment", "--json", *TEXTS, "--model", sentiment_export])
+    result = invoke(["predict", "--json", *TEXTS, "--model", sentiment_export])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in rows] == TEXTS
@@ -105,16 +106,17 @@ def test_predict_json_lines(sentiment_export):
 
 def test_predict_reads_stdin_lines(sentiment_export):
     stdin = b"Loved it!\r\nHated it.\n\n" + b"\xff\xfe bad bytes\n"
-    result = invoke(["predict", "sentiment", "--json", "-", "--model", sentiment_export], input=stdin)
+    result = invoke(["predict", "--json", "-", "--model", sentiment_export], input=stdin)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["Loved it!", "Hated it.", "", "\ufffd\ufffd bad bytes"]
-    assert all(r["label"] in ("negative", "positive") for r in rows)
+    assert all(r["label"] in ("negative", "neutral", "positive") for r in rows)
+    assert rows[2]["label"] == "neutral" and rows[2]["score"] == 0.0  # an empty line: nothing to judge
 
 
 def test_predict_uses_the_newest_version_by_default(label_only_run, models_root):
     # version 2 is the label-only model (classes neg/pos): the default must pick it, not version 1
-    result = invoke(["predict", "sentiment", "--models", models_root, "--json", "good", "bad"])
+    result = invoke(["predict", "--model", "sentiment", "--models", models_root, "--json", "good", "bad"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 2 and {r["label"] for r in rows} <= {"neg", "pos"}
@@ -122,7 +124,7 @@ def test_predict_uses_the_newest_version_by_default(label_only_run, models_root)
 
 
 def test_predict_with_a_folder_that_is_not_an_export(tmp_path):
-    result = invoke(["predict", "sentiment", "--model", tmp_path, "hello"])
+    result = invoke(["predict", "--model", tmp_path, "hello"])
     assert result.exit_code == 2
     expected = f"nlpapps: error: {tmp_path}: not a SavedModel export"
     assert result.stderr.strip() == expected
@@ -193,7 +195,7 @@ NO_SMALL = {"recipe naming a non-task"}
 def test_bad_run_is_one_line_exit_2_and_saves_nothing(case, data_files, output_with_a_saved_model):
     args, words = BAD_RUNS[case]
     args = [a.format(data=data_files) for a in args] + ([] if case in NO_SMALL else SMALL)
-    args += ["--output", str(output_with_a_saved_model)]
+    args += ["--models", str(output_with_a_saved_model)]
     before = tree_digest(output_with_a_saved_model)
     proc = run_nlpapps(args)
     assert_one_line_error(proc, words)
@@ -201,13 +203,13 @@ def test_bad_run_is_one_line_exit_2_and_saves_nothing(case, data_files, output_w
 
 
 def test_predict_before_any_model_is_one_line_exit_2(tmp_path):
-    proc = run_nlpapps(["predict", "sentiment", "--models", str(tmp_path), "Great film"])
+    proc = run_nlpapps(["predict", "--model", "sentiment", "--models", str(tmp_path), "Great film"])
     assert_one_line_error(proc, "no trained sentiment model")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_predict_unknown_task_is_one_line_exit_2(tmp_path):
-    proc = run_nlpapps(["predict", "nope", "--models", str(tmp_path), "Great film"])
+    proc = run_nlpapps(["predict", "--model", "nope", "--models", str(tmp_path), "Great film"])
     assert_one_line_error(proc, "no trained nope model")
 
 
@@ -226,17 +228,127 @@ def test_data_path_with_non_bmp_characters_reaches_the_loader_intact(tmp_path):
     (here: an empty file, so the loader reports 'no rows' for exactly that path)."""
     path = tmp_path / "critiques_😀.csv"
     path.write_bytes(b"")
-    result = invoke(["run", "sentiment", "--data", path, "--output", tmp_path / "out"])
+    result = invoke(["run", "sentiment", "--data", path, "--models", tmp_path / "out"])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"nlpapps: error: {path}: no rows"
 
 
 def test_numeric_text_column_is_a_user_error(data_files, tmp_path):
     result = invoke(
-        ["run", "sentiment", "--data", data_files / "good.csv", "--text-column", "score", "--output", tmp_path]
+        ["run", "sentiment", "--data", data_files / "good.csv", "--text-column", "score", "--models", tmp_path]
     )
     assert result.exit_code == 2
     assert result.stderr.startswith("nlpapps: error: text column 'score' holds numbers")
     assert not (tmp_path / "sentiment").exists() or not any(
         p.name.isdigit() for p in (tmp_path / "sentiment").iterdir()
     )
+
+
+# ----------------------------------------------------------------------- answers that must be right
+
+
+def test_predict_names_the_command_for_a_translate_model(tmp_path):
+    """`predict translate` meets a translate export: the error says which command serves it."""
+    stand_in = tmp_path / "translate" / "1"
+    stand_in.mkdir(parents=True)
+    (stand_in / "saved_model.pb").write_bytes(b"a stand-in: refused before it is read")
+    (stand_in / "metadata.json").write_text('{"task": "translate"}')
+    proc = run_nlpapps(["predict", "--model", "translate", "--models", str(tmp_path), "Hello"])
+    assert_one_line_error(proc, f"{stand_in} is a translate model: `nlpapps predict` serves sentiment and classify")
+    assert "use `nlpapps translate`" in proc.stderr.decode()
+    assert "not a translate model" not in proc.stderr.decode()
+
+
+def test_binary_data_shows_a_short_escaped_excerpt(tmp_path):
+    """A gzip file given as CSV: the error quotes its 'header' escaped and short, no NUL, no raw byte."""
+    binary = tmp_path / "reviews.csv"
+    binary.write_bytes(SHIPPED_SENTIMENT.read_bytes()[:4000])
+    proc = run_nlpapps(["run", "sentiment", "--data", str(binary), "--models", str(tmp_path / "out")])
+    assert_one_line_error(proc, "no column 'text'; columns are: ")
+    line = proc.stderr.decode("utf-8")  # strict: a lone surrogate or stray byte would fail here
+    assert "\x00" not in line and all(c.isprintable() for c in line.rstrip("\n"))
+    assert "\\x" in line  # the bytes are shown escaped
+    assert len(line) < 400
+
+
+@pytest.mark.parametrize("text", ["", "   \t "])
+def test_a_text_without_words_gets_no_confident_label(sentiment_export, text):
+    """Nothing to judge: the neutral middle (score 0) and every polarity equally likely."""
+    result = invoke(["predict", "--json", text, "great film", "--model", sentiment_export])
+    assert result.exit_code == 0, result.output
+    empty, words = (json.loads(line) for line in result.stdout.splitlines())
+    assert empty == {"text": text, "label": "neutral", "score": 0.0}
+    assert words["label"] in ("negative", "neutral", "positive") and words["score"] != 0.0
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(sentiment_export)).signatures["serving_default"](text=tf.constant([text]))
+    probabilities = served["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, 1 / probabilities.shape[-1])  # every class equally likely
+
+
+def test_run_explains_the_scales_and_score_r_and_what_to_try_next(sentiment_run, models_root):
+    path, output = sentiment_run
+    assert "on the training scale: the data's score / 4 (-1..1)" in output
+    assert "score_r, the Pearson correlation of predicted with true scores, on the data's scale (-4..4)" in output
+    hint, last = output.rstrip().splitlines()[-2:]
+    assert last == f"exported sentiment model to {path}"
+    assert hint.startswith("try it: nlpapps predict ") and f"--models {models_root}" in hint, hint
+
+
+# ---------------------------------------------------------------------- one way to name a model
+
+
+@pytest.mark.parametrize("command", ["predict", "translate", "forecast", "serve", "list", "run"])
+def test_every_command_names_the_model_and_its_folder_one_way(command):
+    out = invoke([command, "--help"]).output
+    assert re.search(r"--models DIR\s", out), out
+    assert "--output" not in out and "--name" not in out
+    if command in ("predict", "translate", "forecast"):
+        assert "-m, --model NAME|PATH" in out and "the recipe it was trained with" in out
+    if command == "serve":
+        assert "-m, --model NAME" in out
+    if command == "run":
+        assert "--cell [rnn|lstm|gru|peephole]" in out  # the choices, as --strategy lists its own
+        assert "`--model NAME` in the other commands" in " ".join(out.split())
+
+
+def test_a_model_by_name_or_by_folder(label_only_run, models_root):
+    """--model NAME is the newest version under --models; --model FOLDER a model's newest version,
+    or one export: version 2 is the label-only model (neg/pos), version 1 the scored one."""
+    by_name = invoke(["predict", "--model", "sentiment", "--models", models_root, "--json", "good"])
+    by_folder = invoke(["predict", "--model", models_root / "sentiment", "--json", "good"])
+    one = invoke(["predict", "-m", models_root / "sentiment" / "1", "--json", "good"])
+    assert by_name.exit_code == by_folder.exit_code == one.exit_code == 0, by_name.output + by_folder.output
+    assert by_name.stdout == by_folder.stdout and json.loads(by_name.stdout)["label"] in ("neg", "pos")
+    assert json.loads(one.stdout)["label"] in ("negative", "neutral", "positive")
+
+
+def test_old_spellings_work_with_a_deprecation_line(sentiment_export, models_root, tmp_path):
+    old = invoke(["predict", "sentiment", "good", "--model", sentiment_export, "--json"])
+    new = invoke(["predict", "good", "--model", sentiment_export, "--json"])
+    assert old.exit_code == 0 and old.stdout == new.stdout and new.stderr == ""
+    assert old.stderr.startswith("nlpapps: warning: `nlpapps predict sentiment TEXT...` is deprecated; use ")
+    for args, deprecated in (
+        (["translate", "--name", "nope", "Hello"], "--name is deprecated; use --model nope"),
+        (
+            ["forecast", "nope", "--stream"],
+            "`nlpapps forecast nope` is deprecated; use `nlpapps forecast --model nope`",
+        ),
+    ):
+        result = invoke([*args, "--models", tmp_path])
+        warning, error = result.stderr.splitlines()
+        assert warning == f"nlpapps: warning: {deprecated}"
+        assert result.exit_code == 2 and error.startswith("nlpapps: error: no trained nope model")
+    result = invoke(["run", "nope", "--output", tmp_path])  # run's old --output: the same as --models
+    assert result.exit_code == 2 and "unknown task or recipe 'nope'" in result.stderr
+
+
+def test_show_attention_refuses_another_beam_than_the_one_it_draws(tmp_path):
+    stand_in = tmp_path / "translate" / "1"
+    stand_in.mkdir(parents=True)
+    (stand_in / "saved_model.pb").write_bytes(b"a stand-in: refused before it is read")
+    (stand_in / "metadata.json").write_text('{"task": "translate", "recipe": {"decode.beam_width": 4}}')
+    args = ["translate", "--models", tmp_path, "--show-attention", tmp_path / "a.png", "Hello"]
+    result = invoke([*args, "--beam", "1"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--show-attention draws the model's own beam (decode.beam_width = 4): drop --beam 1" in result.stderr

@@ -56,6 +56,8 @@ def docs_cwd(tmp_path_factory, sentiment_export, spam_export):
         + ["--set", "data.max_source_words=6", "--set", "train.steps_per_epoch=5"],
         "forecast": ["--data", slice_csv, "--epochs", "1", "--units", "8", "--set", "model.ensemble=1"]
         + ["--set", "model.horizon=6", "--set", "train.window=96", "--set", 'data.train_stations=["EWR"]'],
+        ROOT / "tasks" / "names.toml": ["--epochs", "1", "--units", "16", "--set", "train.steps_per_epoch=5"]
+        + ["--set", "evaluate.unconditional=false", "--set", "evaluate.per_value=5"],
     }
     for task, flags in tiny.items():
         result = invoke(["run", task, *flags, "--output", root / "trained"])
@@ -66,6 +68,7 @@ def docs_cwd(tmp_path_factory, sentiment_export, spam_export):
         ("spam", spam_export),
         ("translate", root / "trained" / "translate" / "1"),
         ("forecast", root / "trained" / "forecast" / "1"),
+        ("names", root / "trained" / "names" / "1"),
     ]:
         (cwd / "saved_models" / name).mkdir(parents=True)
         (cwd / "saved_models" / name / "1").symlink_to(export, target_is_directory=True)

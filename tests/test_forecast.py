@@ -356,9 +356,13 @@ def test_forecast_input_prints_the_forecast_after_the_last_row(export_path, tmp_
     result = invoke(["forecast", "--model", export_path, "--input", path])
     assert result.exit_code == 0, result.output
     header, line = result.output.strip().splitlines()
-    assert header.split(",") == ["time", *(f"temp+{h}" for h in range(1, 7)), *(f"precip>0+{h}" for h in range(1, 7))]
+    temps, rains = [f"temp+{h}[°F]" for h in range(1, 7)], [f"precip>0+{h}[probability]" for h in range(1, 7)]
+    bands = [f"temp:forecast_{q}+{h}[°F]" for q in ("p10", "p90") for h in range(1, 7)]  # metadata's quantiles
+    assert header.split(",") == ["time", *temps, *rains, *bands, "status"]
     fields = line.split(",")
-    assert fields[0].startswith("2013-09-") and len(fields) == 13
+    assert fields[0].startswith("2013-09-") and len(fields) == 26 and fields[-1] == "new"
+    low, high = np.array(fields[13:19], float), np.array(fields[19:25], float)
+    assert (low <= high).all()
     temps = [float(v) for v in fields[1:7]]
     assert all(-20 < v < 120 for v in temps)
 
@@ -376,8 +380,8 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
     out = proc.stdout.decode().splitlines()
     assert out[0].startswith("time,temp+1")
     assert len(out) == 1 + 13  # one line per row, the garbage line included
-    assert all(len(line.split(",")) == 13 for line in out[1:])
-    assert out[5] == out[4]  # the garbage line: skipped, the forecast stands
+    assert all(len(line.split(",")) == 26 for line in out[1:])  # with the temperature's 10 % and 90 % quantiles
+    assert out[5] == out[4].replace(",new", ",stands")  # the garbage line: skipped, the forecast stands
     warnings = [w for w in proc.stderr.decode().splitlines() if w.startswith("nlpapps: warning:")]
     assert any("line 6" in w and "fields" in w and "row skipped" in w for w in warnings)
     assert any("line 9" in w and "temp = 'hot'" in w for w in warnings)
@@ -386,7 +390,7 @@ def test_stream_through_a_pipe_warns_on_bad_rows_and_goes_on(export_path, tmp_pa
     result = invoke(["forecast", "--model", export_path, "--input", write_csv(tmp_path / "same.csv", rows)])
     whole = result.output.strip().splitlines()[-1].split(",")
     np.testing.assert_allclose(
-        [float(v) for v in out[-1].split(",")[1:]], [float(v) for v in whole[1:]], atol=2e-3, rtol=1e-3
+        [float(v) for v in out[-1].split(",")[1:-1]], [float(v) for v in whole[1:-1]], atol=2e-3, rtol=1e-3
     )
 
 
@@ -400,9 +404,11 @@ def test_stream_steps_by_time_through_missing_and_repeated_rows(loaded, meta):
 
     def streamed(feed):
         lines = [",".join(rows[0])] + [",".join(r.values()) for r in feed]
-        out, warnings = [], []
-        forecast.stream(lines, loaded.signatures, meta, out.append, warnings.append)
-        return out[1:], warnings
+        warnings = []
+        rows_read = forecast.Rows(meta, "stdin", warnings.append)
+        write = forecast.Lines(meta, forecast.output_shapes(loaded.signatures["step"]))
+        out = list(forecast.stream(lines, loaded.signatures, rows_read, write))
+        return [line.rsplit(",", 1)[0] for line in out[1:]], warnings
 
     whole, _ = streamed(blanked)
     gap, gap_warnings = streamed(rows[:5] + rows[6:])

@@ -2,10 +2,11 @@
 SavedModel in a fresh TensorFlow-only process, the .keras twin, and a label-only second run."""
 
 import json
+import re
 
 import numpy as np
 import pytest
-from conftest import TF_ONLY, last_json_line, tree_digest
+from conftest import TF_ONLY, last_json_line, shipped_rows, tree_digest
 
 # Keras' own saving code calls np.array(tf.Variable) which numpy 2 flags; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -79,7 +80,7 @@ def test_run_prints_metrics_table_and_where_the_model_went(sentiment_run):
     path, output = sentiment_run
     assert output.rstrip().endswith(f"exported sentiment model to {path}")
     table = output[output.index("test split") :]
-    for word in ("accuracy", "macro_f1", "score_r", "majority_accuracy", "movie", "product", "tweet"):
+    for word in ("accuracy", "macro_f1", "score_r", "vader_accuracy", "vader_r", "majority_accuracy", "tweet"):
         assert word in table
 
 
@@ -100,8 +101,9 @@ def test_metadata_records_task_recipe_and_data(metadata):
     assert recipe["model.units"] == 8 and recipe["text.vocab_size"] == 2000
     assert recipe["model.embedding_dim"] == 16 and recipe["train.epochs"] == 1
     assert recipe["data.source"] == "shipped:sentiment_snippets"
-    # 139 snippets are rated exactly 0: with neutral_band = 0 they are the neutral class
-    assert metadata["classes"] == ["negative", "neutral", "positive"]
+    # 139 snippets are rated exactly 0: with neutral_band = 0 they train the score head alone, and
+    # neutral is no polarity class (the label is the score's sign, never exactly 0)
+    assert metadata["classes"] == ["negative", "positive"]
     # each row's split comes from a seeded hash of its text: about 80/10/10, the same on every run
     assert metadata["data"]["sizes"] == {"train": 14756, "validation": 1899, "test": 1858}
     assert metadata["data"]["scored"] is True and metadata["data"]["score_scale"] == 4.0
@@ -128,6 +130,24 @@ def test_metadata_metrics_headline_and_per_domain_rows(metadata):
     assert rows["all"]["score_mae"] < rows["all"]["mean_score_mae"]
 
 
+def test_vader_row_is_vaderSentiment_on_the_same_test_rows(metadata):
+    """VADER's figures per domain are vaderSentiment's compound score on that domain's test rows,
+    its label the compound's sign (0: neutral), computed here without nlpapps' pipeline."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from nlpapps.data import stream
+
+    cuts, vader = stream.cuts_of((0.8, 0.1, 0.1)), SentimentIntensityAnalyzer()
+    test = [r for r in shipped_rows() if r["domain"] == "tweet" and stream.split_of(r["text"], 13, cuts) == 2]
+    truth = np.array([float(r["score"]) for r in test])
+    compound = np.array([vader.polarity_scores(r["text"])["compound"] for r in test])
+    tweet = {r["group"]: r for r in metadata["metrics"]["test"]}["tweet"]
+    assert tweet["texts"] == len(test)
+    assert tweet["vader_accuracy"] == pytest.approx(np.mean(np.sign(compound) == np.sign(truth)), abs=1e-9)
+    assert tweet["vader_r"] == pytest.approx(np.corrcoef(truth, compound)[0, 1], abs=1e-9)
+    assert tweet["vader_accuracy"] > 0.85  # VADER's authors rated these tweets: the lexicon knows them
+
+
 # ------------------------------------------------------------------------ SavedModel, fresh process
 
 
@@ -141,15 +161,15 @@ def test_signature_names_its_input_and_outputs(served):
 def test_outputs_are_readable_and_in_range(served):
     out = served["outputs"]
     n = 6
-    assert out["classes"] == ["negative", "neutral", "positive"]
+    assert out["classes"] == ["negative", "positive"]
     assert len(out["score"]) == len(out["label"]) == len(out["probabilities"]) == n
     scores, probabilities = np.array(out["score"]), np.array(out["probabilities"])
     assert np.isfinite(scores).all() and (np.abs(scores) <= 4.0).all()
-    assert probabilities.shape == (n, 3) and (probabilities >= 0).all()
+    assert probabilities.shape == (n, 2) and (probabilities >= 0).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert set(out["label"]) <= {"negative", "positive"}
-    # the label is the score's sign, never contradicting it
-    assert out["label"] == ["positive" if s > 0 else "negative" for s in scores]
+    assert set(out["label"]) <= {"negative", "neutral", "positive"}
+    # the label is the score's sign, never contradicting it (0, the empty text's, is neutral)
+    assert out["label"] == ["positive" if s > 0 else "negative" if s < 0 else "neutral" for s in scores]
 
 
 def test_real_sentences_are_scored_the_right_way_round(served):
@@ -162,9 +182,9 @@ def test_real_sentences_are_scored_the_right_way_round(served):
 
 def test_empty_and_invalid_utf8_text_get_results(served):
     out = served["outputs"]
-    for i in (2, 3):  # "" and b"\xff\xfe bad"
-        assert out["label"][i] in ("negative", "positive")
-        assert np.isfinite(out["score"][i]) and abs(out["score"][i]) <= 4.0
+    assert out["label"][2] == "neutral" and out["score"][2] == 0.0  # "": nothing to judge
+    assert out["label"][3] in ("negative", "positive")  # b"\xff\xfe bad"
+    assert np.isfinite(out["score"][3]) and abs(out["score"][3]) <= 4.0
 
 
 def test_only_empty_texts_in_a_batch(sentiment_export, tmp_path):
@@ -199,7 +219,7 @@ def keras_vs_savedmodel(twins, texts):
 def test_keras_model_matches_savedmodel(twins):
     texts = [POSITIVE, NEGATIVE, "Not bad at all!", "ÉTÉ 😀", ""]
     from_keras, from_savedmodel = keras_vs_savedmodel(twins, texts)
-    assert from_keras.shape == (len(texts), 3)
+    assert from_keras.shape == (len(texts), 2)
     np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
 
 
@@ -212,6 +232,36 @@ def test_keras_model_matches_savedmodel_on_text_longer_than_max_tokens(twins):
 def test_keras_model_handles_a_batch_of_empty_texts_like_savedmodel(twins):
     from_keras, from_savedmodel = keras_vs_savedmodel(twins, [""])
     np.testing.assert_allclose(from_keras, from_savedmodel, atol=1e-5)
+
+
+def test_embedding_starts_from_glove_and_words_training_never_saw_keep_their_vectors(twins):
+    """The vocabulary holds the training texts' 2000 tokens and GloVe's 20000 most frequent words;
+    a word no training text holds got no gradient, so it serves with its GloVe vector as shipped."""
+    from nlpapps.data import vectors
+
+    model, _ = twins
+    vocabulary = [str(w) for w in next(x for x in model.layers if hasattr(x, "get_vocabulary")).get_vocabulary()]
+    assert 20000 < len(vocabulary) <= 2000 + 20000
+    training_words = {w for r in shipped_rows() for w in re.findall(r"[\w']+", r["text"].lower())}
+    words, glove = vectors.load("glove-100")
+    unseen = [w for w in words[:20000] if w.isalpha() and w not in training_words][:50]
+    assert len(unseen) == 50 and all(w in vocabulary for w in unseen)
+    embedding = model.get_layer("sentiment").get_layer("embedding").get_weights()[0]
+    assert embedding.shape == (len(vocabulary), 100)
+    for w in unseen:
+        np.testing.assert_array_equal(embedding[vocabulary.index(w)], glove[words.index(w)])
+
+
+def test_lexicon_prior_is_vader_valence_per_token(twins):
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    model, _ = twins
+    vocabulary = [str(w) for w in next(x for x in model.layers if hasattr(x, "get_vocabulary")).get_vocabulary()]
+    prior = model.get_layer("sentiment").get_layer("prior").get_weights()[0][:, 0]
+    lexicon = SentimentIntensityAnalyzer().lexicon
+    for word in ("good", "terrible", "love", "the"):
+        assert prior[vocabulary.index(word)] == pytest.approx(lexicon.get(word, 0.0) / 4)
+    assert prior[vocabulary.index("terrible")] < 0 < prior[vocabulary.index("good")]
 
 
 # ------------------------------------------------------------------- second run: label-only data

@@ -116,12 +116,16 @@ def test_run_prints_the_table_samples_and_where_the_model_went(tiny):
     path, output, meta, _ = tiny
     assert "unigram level of the loss" in output
     table = output[output.index("test split") :]
-    for word in ("bleu", "chrf", "greedy", "beam 3", "copy the source", "case-insensitive", "sample translations"):
+    for word in ("bleu", "chrf_uncased", "greedy", "beam 3", "copy the source", "cased", "sample translations"):
         assert word in table
     assert output.rstrip().endswith(f"exported translate model to {path}")
-    assert [r["system"] for r in meta["metrics"]["test"]] == ["greedy", "beam 3", "copy the source"]
-    assert meta["metrics"]["headline"]["bleu"] == meta["metrics"]["test"][1]["bleu"]
-    assert meta["metrics"]["case_sensitive"] is False
+    rows = meta["metrics"]["test"]
+    assert [r["system"] for r in rows] == ["greedy", "beam 3", "copy the source", "references"]
+    assert meta["metrics"]["headline"]["bleu"] == rows[1]["bleu"]
+    assert meta["metrics"]["case_sensitive"] is True
+    assert all(r["unknown_markers"] == 0 for r in rows[:2]) and rows[0]["sentences"] == meta["data"]["sizes"]["test"]
+    # cased scores: copying the source scores higher ignoring case (names are capitalised in both)
+    assert rows[2]["bleu_uncased"] >= rows[2]["bleu"] and rows[2]["chrf_uncased"] > rows[2]["chrf"]
     assert len(meta["metrics"]["samples"]) == 5
     assert 0.0 <= meta["metrics"]["token_accuracy"] <= 1.0
     assert meta["signatures"] == ["attention", "serving_default", "translate_beam", "translate_greedy"]
@@ -194,6 +198,19 @@ def test_evaluation_samples_are_what_the_export_says(tiny, loaded):
     assert [g.decode() for g in greedy] == [s["greedy"] for s in meta["metrics"]["samples"]]
 
 
+def test_no_output_repeats_a_3_gram_of_pieces(tiny, loaded):
+    """decode.no_repeat_ngram = 3 (the default): the search never repeats a 3-gram of pieces."""
+    import tensorflow as tf
+
+    texts = tf.constant([r["en"] for r in shipped_pairs()[:64]] + HOSTILE)
+    pieces = loaded.signatures["attention"](text=texts)["output_tokens"].numpy().tolist()
+    assert tiny[2]["recipe"]["decode.no_repeat_ngram"] == 3
+    for row in pieces:
+        row = [p for p in row if p]
+        grams = list(zip(row, row[1:], row[2:]))
+        assert len(set(grams)) == len(grams), row
+
+
 def test_beam_of_width_one_is_greedy(tiny, loaded):
     import tensorflow as tf
 
@@ -233,22 +250,79 @@ def test_keras_twin_reloads_with_safe_mode(tiny):
     from nlpapps import export
 
     model = export.load_keras(tiny[0])
-    words = tiny[2]["data"]["vocabulary"]["target"]  # the start id is the first past the words
-    logits = model.predict([np.array([[5, 6, 7]], "int32"), np.array([[words, 9]], "int32")], verbose=0)
-    assert logits.shape == (1, 2, words + 2) and np.all(np.isfinite(logits))  # the words, start and end
+    pieces = tiny[2]["data"]["vocabulary"]["target"]  # the specials (start 2) among them
+    logits = model.predict([np.array([[5, 6, 7]], "int32"), np.array([[2, 9]], "int32")], verbose=0)
+    assert logits.shape == (1, 2, pieces) and np.all(np.isfinite(logits))
+
+
+# ------------------------------------------------------------------------------- subword pieces
+
+
+def default_test_split():
+    """The (English, French) pairs of the shipped test split under the default recipe's limits."""
+    cuts = stream.cuts_of((0.8, 0.1, 0.1))
+    return [
+        (r["en"], r["fr"])
+        for r in shipped_pairs()
+        if 0 < len(r["en"].split()) <= 20
+        and 0 < len(r["fr"].split()) <= 30
+        and stream.SPLITS[stream.split_of(r["en"], 13, cuts)] == "test"
+    ]
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_in_graph_wordpiece_gives_the_librarys_pieces_and_the_text_back(tiny, side):
+    """On every sentence of the default test split (accents, and words the tiny vocabulary of 400
+    learned pieces and single characters never saw whole), the core-TF WordPiece gives the ids of
+    Hugging Face `tokenizers` with the export's vocabulary, and detokenizing the pieces gives the
+    text back (whitespace aside)."""
+    import tensorflow as tf
+
+    from nlpapps.tasks.translate import wordpiece
+
+    vocabulary = (tiny[0] / f"{side}_vocab.txt").read_text().splitlines()
+    assert len(vocabulary) >= 400 and vocabulary[:4] == list(wordpiece.SPECIALS)
+    pairs = default_test_split()
+    sentences = [pair[side == "target"] for pair in pairs]
+    assert len(sentences) > 1000 and any("é" in fr for _, fr in pairs)
+    library = wordpiece.library_tokenizer(vocabulary)
+    ours = wordpiece.WordPiece(vocabulary)(tf.constant(sentences))
+    assert ours.to_list() == [e.ids for e in library.encode_batch(sentences)]
+    assert sum(len(row) for row in ours.to_list()) > 1.5 * sum(len(s.split()) for s in sentences)  # pieces
+    ids = ours.to_tensor()
+    text = wordpiece.WordPiece(vocabulary).detokenize(ids, ids > wordpiece.END).numpy()
+    known = [i for i, row in enumerate(ours.to_list()) if wordpiece.UNK not in row]
+    assert len(known) > 0.99 * len(sentences)
+    assert all("".join(text[i].decode().split()) == "".join(sentences[i].split()) for i in known)
+
+
+def test_unseen_words_and_other_scripts_are_read_piece_by_piece():
+    import tensorflow as tf
+
+    from nlpapps.tasks.translate import wordpiece
+
+    vocabulary = wordpiece.learn([r["en"] for r in shipped_pairs()[:2000]], 300)
+    library = wordpiece.library_tokenizer(vocabulary)
+    texts = ["Xqzzv blorptangle, wibbleforth!", "神说：要有光。 Свет!", "", "a\u00a0b\u2009c\u3000d", "x" * 150 + " ok"]
+    texts += ["Don't—«quoted»…", "tab\tand\nnewline", "Naïve café"]
+    ours = wordpiece.WordPiece(vocabulary)(tf.constant(texts)).to_list()
+    assert ours == [e.ids for e in library.encode_batch(texts)]
+    assert wordpiece.UNK not in ours[0] and len(ours[0]) > 6  # unseen words, in pieces
+    assert ours[4][0] == wordpiece.UNK and wordpiece.UNK not in ours[4][1:]  # over MAX_CHARS characters
 
 
 # ---------------------------------------------------------------------- another pair, tfds source
 
 
 def test_another_column_pair_trains_from_a_users_tsv(tmp_path):
-    """French → English from a user's TSV with its own column names (and some blank rows)."""
+    """French → English from a user's TSV with its own column names, another column beside them, and
+    some blank rows."""
     path = tmp_path / "pairs.tsv"
     rows = [r for r in shipped_pairs() if len(r["fr"].split()) <= 6][:400]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t")
-        writer.writerow(["french", "english"])
-        writer.writerows([[r["fr"], r["en"]] for r in rows] + [["Bonjour.", ""], ["", "Hello."]])
+        writer.writerow(["verse", "french", "english"])
+        writer.writerows([[r["ref"], r["fr"], r["en"]] for r in rows] + [["x", "Bonjour.", ""], ["y", "", "Hello."]])
     export, output, meta = train(
         [
             "translate",

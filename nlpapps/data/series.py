@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from nlpapps.data import sources
-from nlpapps.errors import UserError
+from nlpapps.errors import UserError, excerpt, listing
 
 DAY, YEAR = 86400.0, 365.2425 * 86400.0
 PERIODS = {"day": DAY, "year": YEAR}
@@ -55,14 +55,14 @@ def timestamps(table, time_column, date_column="", origin="data"):
     """UTC timestamps of every row, from a time column or a date column plus a time column."""
     for column in filter(None, (date_column, time_column)):
         if column not in table:
-            raise UserError(f"{origin}: no time column {column!r}; columns are: {', '.join(map(str, table.columns))}")
+            raise UserError(f"{origin}: no time column {column!r}; columns are: {listing(table.columns)}")
     text = table[time_column].astype(str)
     if date_column:
         text = table[date_column].astype(str) + " " + text
     parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna())[0])
-        raise UserError(f"{origin}: unreadable time {text.iloc[row]!r} in row {row + 1}")
+        raise UserError(f"{origin}: unreadable time '{excerpt(text.iloc[row])}' in row {row + 1}")
     return pd.DatetimeIndex(parsed)
 
 
@@ -71,13 +71,14 @@ def numeric(table, columns, origin="data"):
     out = {}
     for column in columns:
         if column not in table:
-            raise UserError(f"{origin}: no column {column!r}; columns are: {', '.join(map(str, table.columns))}")
+            raise UserError(f"{origin}: no column {column!r}; columns are: {listing(table.columns)}")
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna() & table[column].notna()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise UserError(
-                f"{origin}: column {column!r} holds a non-numeric value {table[column].iloc[row]!r} in row {row + 1}"
+                f"{origin}: column {column!r} holds a non-numeric value "
+                f"'{excerpt(table[column].iloc[row])}' in row {row + 1}"
             )
         out[column] = values.to_numpy(float)
     return pd.DataFrame(out, index=table.index)

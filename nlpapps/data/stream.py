@@ -30,7 +30,7 @@ import zlib
 from collections import Counter
 
 from nlpapps.data import sources
-from nlpapps.errors import UserError
+from nlpapps.errors import UserError, excerpt, listing
 
 SPLITS = sources.SPLITS
 BATCH = 256  # rows per element handed to tf.data: one Python call per batch, not per row
@@ -103,7 +103,7 @@ class Source:
                     self.names.append(name)
                     self.positions.append(header.index(column))
                 elif column and name not in optional:
-                    raise UserError(f"{spec}: no column {column!r}; columns are: {', '.join(header)}")
+                    raise UserError(f"{spec}: no column {column!r}; columns are: {listing(header)}")
         self.texts = [n for n in self.names if n in texts]
         self._text_at = [self.names.index(n) for n in self.texts]
         self._limits = [
@@ -256,7 +256,7 @@ class Profile:
                         (
                             line,
                             f"{source.columns[checked[i]]} "
-                            + ("empty" if flags[i] == "e" else f"{value!r} is not a number"),
+                            + ("empty" if flags[i] == "e" else f"'{excerpt(value)}' is not a number"),
                         )
                     )
         found.sort()

@@ -66,14 +66,24 @@ def detokenize(joined):
     return joined
 
 
-def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize):
+def fit_vectorizer(texts, vocab_size, ngrams=1, standardize=standardize, extra=()):
     """A TextVectorization layer whose vocabulary comes from the training texts. With ngrams > 1
-    a text's words are followed by its word bigrams (… up to n-grams), each one token."""
+    a text's words are followed by its word bigrams (… up to n-grams), each one token. The `extra`
+    words follow the training texts' `vocab_size` tokens (those that a text can become: words of
+    letters and digits, single punctuation marks)."""
+    ngrams = ngrams if ngrams > 1 else None
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=vocab_size, output_mode="int", standardize=standardize, ngrams=ngrams if ngrams > 1 else None
+        max_tokens=vocab_size, output_mode="int", standardize=standardize, ngrams=ngrams
     )
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
-    return vectorizer
+    if not extra:
+        return vectorizer
+    vocabulary = [str(w) for w in vectorizer.get_vocabulary()]
+    known = set(vocabulary)
+    vocabulary += [w for w in extra if w not in known and (w.isalnum() or len(w) == 1)]
+    return keras.layers.TextVectorization(
+        output_mode="int", standardize=standardize, ngrams=ngrams, vocabulary=vocabulary
+    )
 
 
 def token_ids(vectorizer, texts, max_tokens):
@@ -169,3 +179,21 @@ class ServingIds(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_tokens": self.max_tokens}
+
+
+@keras.saving.register_keras_serializable(package="nlpapps")
+class NoWords(keras.layers.Layer):
+    """A text without a single token (empty, or only spaces) has nothing to judge: the model's
+    answer to padding alone, often confident, becomes no answer: [batch, classes] probabilities
+    each class equally likely, a [batch, 1] regression 0 (a sentiment's neutral middle).
+    Called on [token ids, the model's outputs]."""
+
+    def call(self, inputs):
+        ids, result = inputs
+        empty = tf.math.count_nonzero(ids, axis=1, keepdims=True) == 0
+
+        def neutral(t):
+            blank = tf.fill(tf.shape(t), 1.0 / t.shape[-1]) if t.shape[-1] > 1 else tf.zeros_like(t)
+            return tf.where(empty, blank, t)
+
+        return tf.nest.map_structure(neutral, result)

@@ -3,7 +3,7 @@ tasks also rows(outputs, top_k) for `nlpapps predict`; forecast is served by `nl
 
 import importlib
 
-TASKS = ("sentiment", "classify", "translate", "forecast")
+TASKS = ("sentiment", "classify", "translate", "forecast", "generate")
 TEXT_IN = ("sentiment", "classify")  # the tasks `nlpapps predict` serves
 TOP_K = ("classify",)  # the tasks whose predictions rank several labels (`predict --top-k`)
 
