@@ -41,7 +41,7 @@ def test_every_shipped_row_is_read_once_and_intact():
 
 
 def test_unknown_shipped_name_lists_the_shipped_sets_of_its_kind():
-    text_sets = "bible_en_fr, sentiment_snippets, sms_spam, trec_questions"
+    text_sets = "bible_en_fr, first_names, sentiment_snippets, sms_spam, trec_questions"
     with pytest.raises(UserError, match=f"^no shipped dataset 'nope'; shipped: {text_sets}$"):
         stream.Source("shipped:nope", SENTIMENT_COLUMNS)
     # the time series read .csv.gz as well as .tsv.gz, from the same folder
