@@ -282,21 +282,6 @@ value that is not a number is carried forward, a row that cannot be placed after
 skipped, each with a warning on stderr."""
 
 
-FORECAST_HELP = """Forecast with an exported forecast model: after the last reading of --input FILE, or after
-every row arriving on stdin with --stream (its header first).
-
-\b
-Output: one CSV line per forecast: time (the reading's), then each target at +1 ... +horizon, each
-column's unit in brackets, then status. "+h" is h of the model's steps (its data's interval: 1 hour
-for the shipped weather) after the reading's time; an event (precip>0) is its probability. status is
-"new", or "stands" where a row was skipped (unreadable, repeated or earlier time) and the line repeats
-the standing forecast. --json gives one JSON object per line instead, with names and units.
-
---input and --stream read rows alike: the model's features must all be columns of the header; a
-value that is not a number is carried forward, a row that cannot be placed after the previous one is
-skipped, each with a warning on stderr."""
-
-
 def _finite(row):
     """NaN (a text without words has no score) as JSON's null."""
     return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
