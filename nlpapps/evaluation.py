@@ -249,16 +249,20 @@ def plot_forecast(times, panels, path, title=""):
     _save(fig, path)
 
 
-def plot_attention(weights, source_tokens, output_tokens, path):
-    """A heatmap of attention weights[output, source]: which source words each output word read."""
+def plot_attention(weights, source_tokens, output_tokens, path, title=""):
+    """A heatmap of attention weights[output, source]: which source words each output word read, with
+    a colour bar for the weight and `title` above; returns the figure (written and closed)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(source_tokens) + 2), max(3, 0.4 * len(output_tokens) + 1.5)))
-    ax.imshow(np.asarray(weights), cmap="viridis", aspect="auto", vmin=0.0)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(source_tokens) + 3), max(3, 0.4 * len(output_tokens) + 2)))
+    image = ax.imshow(np.asarray(weights), cmap="viridis", aspect="auto", vmin=0.0)
+    fig.colorbar(image, ax=ax, label="attention weight")
+    ax.set_title(title, fontsize=9, wrap=True)
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(output_tokens)), output_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
     _save(fig, path)
+    return fig
 
 
 def distinct_n(texts, n):

@@ -244,6 +244,20 @@ def test_show_attention_draws_a_heatmap(tiny, tmp_path):
     assert len(result.stdout.decode().splitlines()) == 2
     for p in (png, tmp_path / "attention-2.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(p) in result.stderr.decode()  # the user is told where each heat map went
+
+
+def test_the_heatmap_has_a_title_and_a_colour_bar(loaded, tmp_path):
+    """The heat map says what was translated into what, and what its colours mean."""
+    import tensorflow as tf
+
+    from nlpapps.tasks.translate import serving
+
+    outputs = serving.chooser(loaded, None, True)(tf.constant(["Jesus wept."]))
+    figure = serving.show_attention(outputs, 0, tmp_path / "a.png")
+    heatmap, colour_bar = figure.axes
+    assert heatmap.get_title().startswith("Jesus wept") and " → " in heatmap.get_title()
+    assert colour_bar.get_ylabel() == "attention weight"
 
 
 def test_keras_twin_reloads_with_safe_mode(tiny):

@@ -127,7 +127,13 @@ def show_attention(outputs, index, path):
     source = [s.decode("utf-8", "replace") for s in outputs["source_tokens"][index] if s]
     target = [s.decode("utf-8", "replace") for s in outputs["output_tokens"][index] if s]
     weights = outputs["weights"][index][: len(target), : len(source)]
-    evaluation.plot_attention(weights, source, target, path)
+    title = f"{_joined(source)} → {_joined(target)}"
+    return evaluation.plot_attention(weights, source, target, path, title=title)
+
+
+def _joined(pieces):
+    """Pieces read as text for a title: a '##' piece continues the word before it."""
+    return " ".join(pieces).replace(" ##", "")
 
 
 def chooser(loaded, beam, attention):
