@@ -177,7 +177,13 @@ def _read_texts(texts):
 
 
 # The command that answers with each task's exports.
-COMMAND_OF = {"sentiment": "predict", "classify": "predict", "translate": "translate", "forecast": "forecast"}
+COMMAND_OF = {
+    "sentiment": "predict",
+    "classify": "predict",
+    "translate": "translate",
+    "forecast": "forecast",
+    "generate": "generate",
+}
 
 
 def resolve_model(model, models, tasks_served, command, expected=None):
@@ -504,10 +510,8 @@ def serve(names, models, host, port, poll_seconds):
 )
 @click.option("--max-length", type=click.IntRange(min=1), help="Characters at most per text.")
 @click.option("--seed", type=click.IntRange(min=0), help="The same seed writes the same texts; default: a fresh one.")
-@click.option(
-    "--model", "model_path", type=click.Path(), help="An export folder; default: the newest version of MODEL."
-)
-@click.option("--models", default="saved_models", show_default=True, help="Where exports are looked for.")
+@model_option("generate", "generate, names, ...; default: generate")
+@models_option()
 @click.option(
     "--json",
     "as_json",
@@ -515,13 +519,14 @@ def serve(names, models, host, port, poll_seconds):
     help="One JSON object per line: conditions, text, score (its log-probability), seed.",
 )
 @click.pass_context
-def generate(ctx, given, count, temperature, top_k, top_p, max_length, seed, model_path, models, as_json):
-    """Write texts with an exported generate model, one a line. MODEL (first, default generate) is a
-    generate recipe's name (generate, names, ...); the model's conditions are given as --NAME VALUE
-    (--domain movie --score 3.5) or as --condition VALUE in the model's order."""
+def generate(ctx, given, count, temperature, top_k, top_p, max_length, seed, model, models, as_json):
+    """Write texts with an exported generate model, one a line. The model's conditions are given as
+    --NAME VALUE (--domain movie --score 3.5) or as --condition VALUE in the model's order."""
     extra = list(ctx.args)
-    name = extra.pop(0) if extra and not extra[0].startswith("-") else "generate"
-    path, meta = resolve_model(name, model_path, models, ("generate",))
+    if extra and not extra[0].startswith("-"):  # the old spelling: the model's name first
+        model = extra.pop(0)
+        deprecated(f"`nlpapps generate {model}`", f"use `nlpapps generate --model {model}`")
+    path, meta = resolve_model(model, models, ("generate",), "generate")
     values = _generate_conditions(meta, given, extra)
     chosen = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "max_length": max_length}
     settings = {**meta["sample"], **{k: v for k, v in chosen.items() if v is not None}}
