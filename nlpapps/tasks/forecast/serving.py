@@ -89,9 +89,12 @@ class Stream:
 
     def forecast(self, readings, seconds):
         # The forecast follows the last reading; a caller who sends none is told so by name.
-        tf.debugging.assert_positive(
+        # Ordered before the readings are used: otherwise the scan may fail first, on an empty sequence.
+        check = tf.debugging.assert_positive(
             tf.shape(readings)[1], message="forecast: readings hold no time step; give at least one reading"
         )
+        with tf.control_dependencies([check]):
+            readings = tf.identity(readings)
         batch, d = tf.shape(readings)[0], self.d
         filled, _ = series.carry_forward(readings, tf.broadcast_to(self.start, [batch, len(d["features"])]))
         x = self.encoder([read_readings(filled, d, no_history(d, batch))[0], seconds])
