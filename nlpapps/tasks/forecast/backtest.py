@@ -45,6 +45,8 @@ def run(recipe, output_root, folds=9, epochs=12, log=print):
     """Backtest the recipe over `folds` rolling origins, each fold's model trained for `epochs`
     epochs; print the table and write backtest.json and backtest.png. Returns the folder."""
     forecast_data.check(recipe)
+    # A fresh model per fold traces its functions anew, as meant: TensorFlow's retracing warnings are noise.
+    tf.get_logger().setLevel("ERROR")
     data = forecast_data.prepare(recipe, log)
     blocks = origins(len(data.readings), folds)
     if blocks[0][0] - 2 * recipe["model"]["horizon"] < 8 or min(stop - start for start, stop in blocks) < 2:
