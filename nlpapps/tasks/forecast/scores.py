@@ -31,8 +31,10 @@ def interval_margin(truth, low, high, level):
     n = np.isfinite(outside).sum(0)
     corrected = np.minimum(1.0, np.ceil((n + 1) * level) / np.maximum(n, 1))
     flat = outside.reshape(len(outside), -1)
-    margin = [np.nanquantile(c, q, method="higher") if np.isfinite(c).any() else 0.0 for c, q in
-              zip(flat.T, corrected.reshape(-1))]
+    margin = [
+        np.nanquantile(c, q, method="higher") if np.isfinite(c).any() else 0.0
+        for c, q in zip(flat.T, corrected.reshape(-1))
+    ]
     return np.asarray(margin, np.float32).reshape(outside.shape[1:])
 
 

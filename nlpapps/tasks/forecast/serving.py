@@ -85,7 +85,9 @@ class Stream:
 
     def outputs(self, tops, filled):
         """forecast [batch, time, horizon, K] and each quantile's forecast_pNN [batch, time, horizon, Kq]."""
-        out, quantiles = to_physical(tops, tf.gather(filled, self.current, axis=-1), self.scale, self.order, self.margin)
+        out, quantiles = to_physical(
+            tops, tf.gather(filled, self.current, axis=-1), self.scale, self.order, self.margin
+        )
         named = {"forecast": out}
         if quantiles is not None:
             named.update({f"forecast_{name}": quantiles[..., i] for i, name in enumerate(QUANTILE_OUTPUTS)})
