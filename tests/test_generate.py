@@ -11,7 +11,9 @@ import pytest
 import tensorflow as tf
 from conftest import TF_ONLY, invoke, last_json_line, run_nlpapps, shipped_rows
 
-from nlpapps import decoding
+from nlpapps import decoding, recipes
+from nlpapps.data import text
+from nlpapps.tasks.generate import data
 
 TINY = [
     "--epochs",
@@ -215,3 +217,15 @@ def test_sample_top_k_2_draws_only_the_two_most_likely():
     )
     firsts = tokens.numpy()[:, 0]
     assert set(firsts.tolist()) == {1, 2} and 0.5 < (firsts == 1).mean() < 0.75
+
+
+def test_training_batches_are_full_so_rare_lengths_do_not_end_each_epoch_with_a_tiny_batch():
+    """The shipped snippets hold three product texts of one character ("!"): bucketed by length,
+    they end every pass as a batch of their own unless partial batches are left out of training."""
+    corpus = data.load(recipes.load("generate"), lambda *_: None)
+    longest = max(len(t) for t in corpus.texts("train")) + 1
+    common = dict(batch_size=64, shuffle=corpus.size("train"), seed=13, max_length=longest, epoch=0)
+    every = [int(y.shape[0]) for _, y in text.batches(data.examples(corpus, "train"), **common)]
+    full = [int(y.shape[0]) for _, y in text.batches(data.examples(corpus, "train"), full_only=True, **common)]
+    assert min(every) < 8 and set(full) == {64}
+    assert sum(every) == corpus.size("train") and sum(full) > 0.9 * corpus.size("train")

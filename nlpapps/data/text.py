@@ -130,12 +130,15 @@ def pipeline(ids, targets, *, batch_size, shuffle, seed, bucketed=True, pad_to=N
     )
 
 
-def batches(ds, *, batch_size, shuffle, seed, max_length, bucketed=True, pad_to=None, epoch=None):
+def batches(ds, *, batch_size, shuffle, seed, max_length, bucketed=True, pad_to=None, epoch=None, full_only=False):
     """Batches of a dataset of examples whose first part is token ids (or a tuple of them), with
     lengths up to `max_length`: bucketed by length, or all padded to `pad_to` tokens. `shuffle` is
     the shuffle buffer in examples (0: no shuffle; the split's size shuffles it whole). With `epoch`,
     the shuffled order is that epoch's own, fixed by (seed, epoch) alone, so a resumed run sees the
-    same order as an unbroken one; without, the order changes at each iteration."""
+    same order as an unbroken one; without, the order changes at each iteration. With `full_only`,
+    a bucket's last, partial batch is left out: otherwise the end of every pass brings small batches
+    of whatever lengths are rare, each weighing in one optimizer step as much as a full batch (a few
+    texts of one character, all of one kind, can teach a model to start every such text with it)."""
     if shuffle and epoch is not None:
         ds = ds.shuffle(shuffle, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     elif shuffle:
@@ -147,6 +150,7 @@ def batches(ds, *, batch_size, shuffle, seed, max_length, bucketed=True, pad_to=
             edges,
             [batch_size] * (len(edges) + 1),
             pad_to_bucket_boundary=False,
+            drop_remainder=full_only,
         )
     else:
         shapes = tf.nest.map_structure(lambda spec: spec.shape, ds.element_spec[1:])

@@ -18,7 +18,7 @@ RESERVED = ("text", "temperature", "top_k", "top_p", "max_length", "seed", "coun
 @dataclass
 class Condition:
     """One condition column: a category (its training values, sorted) or a number (its training
-    range, and the mean and spread it is scaled by)."""
+    range, which it is scaled to -1 … 1 by, and its training mean)."""
 
     name: str
     kind: str  # "category" or "number"
@@ -26,7 +26,14 @@ class Condition:
     low: float = 0.0
     high: float = 0.0
     mean: float = 0.0
-    std: float = 1.0
+
+    @property
+    def centre(self):
+        return (self.low + self.high) / 2
+
+    @property
+    def half_range(self):
+        return (self.high - self.low) / 2 or 1.0
 
     def describe(self):
         if self.kind == "category":
@@ -65,7 +72,7 @@ class Corpus:
         return [[index.get(c, 1) for c in t] + [self.end_id] for t in texts]
 
     def condition_inputs(self, split):
-        """(category ids[rows, categories] (0: a value training never saw), scaled numbers[rows, numbers])."""
+        """(category ids[rows, categories] (0: a value training never saw), numbers[rows, numbers] scaled to -1 … 1)."""
         table = self.splits[split]
         return encode_conditions(self.conditions, {c.name: table[c.name] for c in self.conditions})
 
@@ -82,7 +89,7 @@ def encode_conditions(conditions, values):
         if c.kind == "category"
     ]
     numbers = [
-        (np.clip(np.asarray(values[c.name], float), c.low, c.high) - c.mean) / c.std
+        (np.clip(np.asarray(values[c.name], float), c.low, c.high) - c.centre) / c.half_range
         for c in conditions
         if c.kind == "number"
     ]
@@ -157,7 +164,6 @@ def _condition(name, values):
             low=float(numbers.min()),
             high=float(numbers.max()),
             mean=float(numbers.mean()),
-            std=float(numbers.std()) or 1.0,
         )
     return Condition(name, "category", values=sorted({str(v) for v in values}))
 

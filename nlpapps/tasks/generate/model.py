@@ -1,8 +1,9 @@
-"""The conditioned decoder: the conditions (an embedding per category, the scaled numbers) make one
-condition vector; projected, it is the initial state of every recurrent layer, and it is also read
-at every step beside the previous character's embedding. A unidirectional stack from the shared
-blocks, then a softmax over the characters. Trained teacher-forced: the input is the start and the
-text, the target the text and the end; padding (id 0) is left out of the loss."""
+"""The conditioned decoder: the conditions (an embedding per category, the numbers scaled to -1 … 1)
+make one condition vector; projected, it is the initial state of every recurrent layer, and it is
+also read at every step beside the previous character's embedding, and beside the recurrent output
+that the softmax over the characters reads. A unidirectional stack from the shared blocks. Trained
+teacher-forced: the input is the start and the text, the target the text and the end; padding
+(id 0) is left out of the loss."""
 
 import keras
 import tensorflow as tf
@@ -63,7 +64,8 @@ class Generator:
         x = self.char_embedding(chars_in)
         x = EveryStep(name="condition_every_step")(x, vector)
         outputs, _ = self.decoder(x, initial_state=self.start(vector))
-        logits = self.logits(self.dropout(outputs))
+        outputs = EveryStep(name="condition_at_output")(self.dropout(outputs), vector)
+        logits = self.logits(outputs)
         self.model = keras.Model([chars_in, category_ids, scaled], logits, name="generate")
 
     def vector(self, category_ids, scaled):
@@ -83,7 +85,7 @@ class Generator:
         """One step: the previous characters[n] → logits[n, classes] and the new states."""
         x = ops.concatenate([self.char_embedding(tokens), vector], axis=-1)
         y, states = self.decoder.step(x, states)
-        return self.logits(y), states
+        return self.logits(ops.concatenate([y, vector], axis=-1)), states
 
     def compile(self, learning_rate):
         self.model.compile(

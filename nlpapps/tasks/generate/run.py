@@ -24,11 +24,22 @@ def fit(corpus, recipe, workdir, conditioned=True):
     if not conditioned:
         examples = {k: ds.map(lambda x, y: ((x[0], x[1][:0], x[2][:0]), y)) for k, ds in examples.items()}
     longest = max(len(s) for s in corpus.texts("train")) + 1
+    # Training on full batches only (see text.batches), where the split is large enough to lose the
+    # partial batch of each length bucket every epoch: 100 batches or more.
+    full_only = corpus.size("train") >= 100 * t["batch_size"]
 
     def batches(split, epoch=None):
         shuffle = corpus.size(split) if epoch is not None else 0
         size, seed = t["batch_size"], t["seed"]
-        ds = text.batches(examples[split], batch_size=size, shuffle=shuffle, seed=seed, max_length=longest, epoch=epoch)
+        ds = text.batches(
+            examples[split],
+            batch_size=size,
+            shuffle=shuffle,
+            seed=seed,
+            max_length=longest,
+            epoch=epoch,
+            full_only=full_only and epoch is not None,
+        )
         return ds.take(t["steps_per_epoch"]) if epoch is not None and t["steps_per_epoch"] else ds
 
     with training.strategy(recipe).scope():

@@ -45,7 +45,7 @@ def sampler(generator, corpus, defaults):
                 ids = tf.argmax(tf.cast(known, tf.int32), axis=1, output_type=tf.int32) + 1
                 categories.append(tf.where(tf.reduce_any(known, axis=1), ids, 0))
             else:
-                numbers.append((tf.clip_by_value(tf.cast(value, tf.float32), c.low, c.high) - c.mean) / c.std)
+                numbers.append((tf.clip_by_value(tf.cast(value, tf.float32), c.low, c.high) - c.centre) / c.half_range)
         rows = tf.shape(values[conditions[0].name])[0] if conditions else tf.constant(1)
         category_ids = tf.stack(categories, axis=1) if categories else tf.zeros([rows, 0], tf.int32)
         scaled = tf.stack(numbers, axis=1) if numbers else tf.zeros([rows, 0], tf.float32)
