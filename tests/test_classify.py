@@ -296,6 +296,7 @@ BAD = {
         ["--set", "train.class_weights=sometimes"],
         "train.class_weights = 'sometimes': must be one of auto, on, off",
     ),
+    "bad digits": (["--set", "text.digits=numbers"], "text.digits = 'numbers': must be one of keep, shape"),
 }
 
 
