@@ -14,11 +14,7 @@ def build(vocab_size, classes, scored, m, t, words=None, rules=None):
     ids, x = encoder(vocab_size, m, words)
     if rules is not None:
         layer = Rules(vocab_size, len(rules[1]), name="rules")
-        scores = layer(ids)
-        # How far to trust the lexicon depends on the text (VADER is close to the raters on tweets, far
-        # on film reviews): a gate read from the encoder's vector weighs each lexicon score.
-        trust = keras.layers.Dense(3, activation="sigmoid", name="lexicon_trust")(x)
-        x = keras.layers.Concatenate(name="with_rules")([x, scores, keras.layers.Multiply()([trust, scores])])
+        x = keras.layers.Concatenate(name="with_rules")([x, layer(ids)])
         layer.table.assign(rules[0])
         layer.faces.assign(rules[1])
     outputs = {"polarity": keras.layers.Dense(len(classes), activation="softmax", name="polarity")(x)}
