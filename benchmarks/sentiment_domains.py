@@ -46,7 +46,8 @@ def main():
     data = text_data.prepare(recipe, print)
     labels = Labels.of(data, recipe["data"], print)
     words = words_of(data.vectorizer, m, print, lexicon.valences if m["lexicon"] == "vader" else None)
-    model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t, words)
+    rules = lexicon.rules_of(data.vectorizer, m)
+    model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t, words, rules)
     targets = labels.targets_fn()
     train_on = restricted(targets, args.held_out, inside=False) if args.held_out else targets
     with tempfile.TemporaryDirectory() as output:

@@ -71,6 +71,7 @@ RULES = {
     "model.vectors": _one_of("glove-100", "none"),
     "model.lexicon": _one_of("vader", "none"),
     "text.vectors_words": _at_least(0),
+    "text.digits": _one_of("keep", "shape"),
     "model.embedding_dropout": _fraction,
     "model.cell": _one_of(*CELLS),
     "model.units": _at_least(1),

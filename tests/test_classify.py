@@ -166,7 +166,17 @@ def tickets(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tickets_run(tickets, tmp_path_factory):
     return train(
-        ["classify", "--data", tickets, "--text-column", "body", "--label-column", "team"],
+        [
+            "classify",
+            "--data",
+            tickets,
+            "--text-column",
+            "body",
+            "--label-column",
+            "team",
+            "--set",
+            'text.digits="shape"',
+        ],
         tmp_path_factory.mktemp("models"),
     )
 
@@ -185,12 +195,15 @@ def test_csv_binary_head_class_weights_empty_texts_and_unseen_label(tickets_run,
 
 
 def test_csv_export_gives_two_probabilities(tickets_run):
-    out = serve_in_fresh_process(
-        tickets_run[0], ["WINNER!! Claim your free prize now, text 80082", "Ok see you at home later", ""]
-    )
+    texts = ["WINNER!! Claim your free prize now, text 80082", "Ok see you at home later", ""]
+    # text.digits = "shape": numbers of one length are one token, in the export too, a token training
+    # saw: two phone numbers answer alike, and unlike a word never seen in their place
+    texts += ["Call 09061701461 to claim", "Call 08712460324 to claim", "Call qzxwvkj to claim"]
+    out = serve_in_fresh_process(tickets_run[0], texts)
     assert out["classes"] == ["ham", "spam"]
     probabilities = np.array(out["probabilities"])
-    assert probabilities.shape == (3, 2)
+    assert probabilities.shape == (6, 2)
+    assert probabilities[3].tolist() == probabilities[4].tolist() != probabilities[5].tolist()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert out["label"] == [["ham", "spam"][i] for i in probabilities.argmax(axis=1)]
 
@@ -296,6 +309,7 @@ BAD = {
         ["--set", "train.class_weights=sometimes"],
         "train.class_weights = 'sometimes': must be one of auto, on, off",
     ),
+    "bad digits": (["--set", "text.digits=numbers"], "text.digits = 'numbers': must be one of keep, shape"),
 }
 
 

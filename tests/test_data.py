@@ -296,6 +296,18 @@ def test_bucket_boundaries_cover_the_longest_text():
     assert edges[-1] == 101
 
 
+def test_standardize_digits_reads_numbers_by_their_shape():
+    """Real spam: two phone numbers of one length become one token, cut from the letters around them."""
+    out = text.standardize_digits(
+        tf.constant(["Call 09061701461 now", "Call 08452810075over18's £1.50", "In 1990 ２３"])
+    ).numpy()
+    assert [o.decode().split() for o in out] == [
+        ["call", "00000000000", "now"],
+        ["call", "00000000000", "over", "00", "'s", "£", "0", ".", "00"],
+        ["in", "0000", "00"],
+    ]
+
+
 def test_standardize_keeps_punctuation_tokens_and_lowercases_non_ascii():
     out = text.standardize(tf.constant(["Really?! ÉTÉ ÜBER Ærø, DON'T :)"])).numpy()[0].decode()
     assert out.split() == ["really", "?", "!", "été", "über", "ærø", ",", "don't", ":", ")"]

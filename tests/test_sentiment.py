@@ -264,6 +264,26 @@ def test_lexicon_prior_is_vader_valence_per_token(twins):
     assert prior[vocabulary.index("terrible")] < 0 < prior[vocabulary.index("good")]
 
 
+def test_lexicon_rules_in_the_export_follow_vader_on_the_shipped_snippets(twins):
+    """The exported model's lexicon score (its "rules" layer, on the export's own token ids) follows
+    vaderSentiment's compound score on real snippets, and flips with a negation as VADER does."""
+    import tensorflow as tf
+
+    from nlpapps.tasks.sentiment import lexicon
+
+    model, _ = twins
+    vectorizer = next(x for x in model.layers if hasattr(x, "get_vocabulary"))
+    rules = model.get_layer("sentiment").get_layer("rules")
+    rows = [r for r in shipped_rows() if r["domain"] == "tweet"][:400]
+    texts = [r["text"] for r in rows] + ["The film is good.", "The film is not good.", "Good, but awful!"]
+    ours = rules(vectorizer(tf.constant(texts))).numpy()[:, 0]
+    theirs = lexicon.compound(texts)
+    assert np.corrcoef(ours[:-3], theirs[:-3])[0, 1] > 0.85
+    good, not_good, but = ours[-3:]
+    assert good == pytest.approx(theirs[-3], abs=1e-3) and not_good == pytest.approx(theirs[-2], abs=1e-3)
+    assert not_good < 0 < good and but < 0
+
+
 # ------------------------------------------------------------------- second run: label-only data
 
 

@@ -38,6 +38,15 @@ def standardize(text):
 
 
 @keras.saving.register_keras_serializable(package="nlpapps")
+def standardize_digits(text):
+    """`standardize`, and numbers read by their shape: a run of digits is its own token with every
+    digit 0, so that phone numbers, prices and codes of one length share a token (08452810075 and
+    09061701461 both become 00000000000) instead of each being a word seen once."""
+    text = tf.strings.regex_replace(standardize(text), r"(\pN+)", r" \1 ")
+    return tf.strings.regex_replace(text, r"\pN", "0")
+
+
+@keras.saving.register_keras_serializable(package="nlpapps")
 def standardize_words(text):
     """`standardize`, and apostrophes their own token too: French elisions (l'eau, qu'il) and
     English clitics (god's, don't) then share the word's token instead of multiplying the

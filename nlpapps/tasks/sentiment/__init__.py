@@ -34,13 +34,14 @@ def run(recipe, output_root, log=print):
     labels = Labels.of(data, d, log)
     prior = lexicon.valences if m["lexicon"] == "vader" else None
     words = words_of(data.vectorizer, m, log, prior)
+    rules = lexicon.rules_of(data.vectorizer, m)
     if labels.scored:
         log(
             f"score_loss and score_mae while training are on the training scale: the data's score / "
             f"{labels.scale:g} (-1..1)"
         )
     with training.strategy(recipe).scope():
-        model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t, words)
+        model = build(data.vectorizer.vocabulary_size(), labels.classes, labels.scored, m, t, words, rules)
     history, seconds, speed = fit.fit(model, data, labels.targets_fn(), recipe, output_root)
     rows = test_rows(model, data, labels)
     log(

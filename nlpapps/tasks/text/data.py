@@ -36,7 +36,8 @@ def prepare(recipe, log):
     extra = (
         vectors.frequent(recipe["model"]["vectors"], s["vectors_words"]) if recipe["model"]["vectors"] != "none" else ()
     )
-    vectorizer = text.fit_vectorizer(profile.sample, s["vocab_size"], s["ngrams"], extra=extra)
+    standardize = text.standardize_digits if s.get("digits") == "shape" else text.standardize
+    vectorizer = text.fit_vectorizer(profile.sample, s["vocab_size"], s["ngrams"], standardize, extra)
     log(
         f"data: {d['source']}: "
         + ", ".join(f"{k} {v}" for k, v in zip(stream.SPLITS, profile.sizes))
