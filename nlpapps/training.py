@@ -318,20 +318,9 @@ def fit(
     own = workdir if chief else Path(tempfile.mkdtemp(prefix="nlpapps-worker-"))
     epochs = settings["epochs"]
     stopper = _EarlyStopping(monitor, mode, settings["patience"])
-    # One line per epoch when not on a terminal (logs, CI); live bars on a terminal.
-    progress = keras.callbacks.ProgbarLogger()
-    logs_dir = keras.callbacks.TensorBoard(str(own / "logs"))
-    callbacks = keras.callbacks.CallbackList(
-        [progress, logs_dir], model=model, verbose=1 if sys.stdout.isatty() else 2, epochs=epochs, steps=None
-    )
+    callbacks = _progress(model, own, epochs)
     train_step, test_step = _steps(model, strategy, validation)
-    if strategy.num_replicas_in_sync > 1:
-        label = worker_label(strategy)
-        print(
-            f"training on {strategy.num_replicas_in_sync} devices in sync{f' ({label})' if label else ''}; "
-            f"each batch of {settings['batch_size']} is split among them",
-            flush=True,
-        )
+    _announce(strategy, settings["batch_size"])
     try:
         with owned(own):
             with strategy.scope():
@@ -369,6 +358,29 @@ def fit(
     if worker_label(strategy):  # workers in sync end with the same weights: this line lets one check
         print(f"{worker_label(strategy)}: final weights {weights_digest(model)}", flush=True)
     return history
+
+
+def _announce(strategy, batch_size):
+    """Say how a batch is shared when several devices train in sync."""
+    if strategy.num_replicas_in_sync > 1:
+        label = worker_label(strategy)
+        print(
+            f"training on {strategy.num_replicas_in_sync} devices in sync{f' ({label})' if label else ''}; "
+            f"each batch of {batch_size} is split among them",
+            flush=True,
+        )
+
+
+def _progress(model, own, epochs):
+    """Keras' progress bar and TensorBoard logs (in own/logs): one line per epoch when not on a
+    terminal (logs, CI), live bars on a terminal."""
+    return keras.callbacks.CallbackList(
+        [keras.callbacks.ProgbarLogger(), keras.callbacks.TensorBoard(str(own / "logs"))],
+        model=model,
+        verbose=1 if sys.stdout.isatty() else 2,
+        epochs=epochs,
+        steps=None,
+    )
 
 
 def evaluate(model, data):

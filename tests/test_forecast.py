@@ -126,6 +126,8 @@ def test_metadata_names_features_targets_units_and_interval(meta):
     assert meta["anomalies"]["features"] == ["temp", "dewp"]
     assert meta["quantiles"]["outputs"] == {"forecast_p10": 0.1, "forecast_p90": 0.9}
     assert meta["quantiles"]["targets"] == ["temp"]
+    margin = np.array(meta["quantiles"]["margin"])  # from the validation period: [horizon, quantities]
+    assert margin.shape == (6, 1) and np.isfinite(margin).all()
     steps = meta["data"]["steps"]
     assert sum(steps.values()) == 1440 and steps["train"] > steps["validation"] > 0
     rows = meta["metrics"]["quantities"]
@@ -656,6 +658,28 @@ def test_baselines_persistence_seasonal_naive_and_event_persistence():
     future = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [0.0]])
     assert evaluation.event_persistence(now, future, np.array([True, False])).tolist() == [[0.5], [0.25]]
     assert evaluation.brier_skill([1, 0], [1, 0], [0.5, 0.5]) == 1.0
+
+
+def test_a_conformal_margin_from_one_period_covers_its_level_of_the_next():
+    """Persistence as a zero-width interval over the shipped EWR year: the margin taken on the
+    first half holds about 80 % of the second half's truth at every horizon; an interval already
+    too wide gets a negative margin (narrowed)."""
+    from nlpapps import evaluation
+    from nlpapps.tasks.forecast.scores import interval_margin
+
+    with gzip.open(SHIPPED_WEATHER, "rt") as f:
+        temp = np.array([float(r["temp"]) for r in csv.DictReader(f) if r["origin"] == "EWR" and r["temp"] != "NA"])
+    horizon, half = 6, len(temp) // 2
+    forecast = evaluation.persistence(temp, horizon)
+    truth = np.stack([np.r_[temp[h:], np.full(h, np.nan)] for h in range(1, horizon + 1)], 1)
+    margin = interval_margin(truth[:half], forecast[:half], forecast[:half], 0.8)
+    assert margin.shape == (horizon,) and (np.diff(margin) > 0).all()  # later steps, wider
+    later = slice(half, None)
+    inside = np.abs(truth[later] - forecast[later]) <= margin
+    coverage = np.nanmean(np.where(np.isfinite(truth[later]), inside, np.nan), 0)
+    assert ((0.72 < coverage) & (coverage < 0.88)).all(), coverage
+    wide = interval_margin(truth[:half], forecast[:half] - 100, forecast[:half] + 100, 0.8)
+    assert (wide < -90).all()
 
 
 @pytest.mark.parametrize(

@@ -403,26 +403,25 @@ def translate(texts, beam, model, name, models, as_json, attention_png):
         for i, (text, translation, score) in enumerate(
             zip(raw[start : start + 64], outputs["translation"], outputs["score"])
         ):
-            translation = translation.decode("utf-8", "replace")
-            if as_json:
-                click.echo(
-                    json.dumps(
-                        {
-                            "text": text.decode("utf-8", "replace"),
-                            "translation": translation,
-                            "score": round(float(score), 4),
-                        },
-                        ensure_ascii=False,
-                    )
-                )
-            else:
-                click.echo(translation.translate(TSV_ESCAPES))
+            click.echo(_translation_line(text, translation, score, as_json))
             if attention_png:
-                png = Path(attention_png)
-                n = start + i + 1
-                target = png if n == 1 else png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}")
+                target = _numbered(Path(attention_png), start + i + 1)
                 task.show_attention(outputs, i, target)
-                click.echo(f"attention of text {n}: {target}", err=True)
+                click.echo(f"attention of text {start + i + 1}: {target}", err=True)
+
+
+def _translation_line(text, translation, score, as_json):
+    """One translation as printed: its TSV-escaped text, or a JSON object with the source and score."""
+    translation = translation.decode("utf-8", "replace")
+    if not as_json:
+        return translation.translate(TSV_ESCAPES)
+    line = {"text": text.decode("utf-8", "replace"), "translation": translation, "score": round(float(score), 4)}
+    return json.dumps(line, ensure_ascii=False)
+
+
+def _numbered(png, n):
+    """The PNG of the n-th text: the path given for the first, PNG-n.png for the others."""
+    return png if n == 1 else png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}")
 
 
 SERVE_HELP = """Answer over HTTP with TensorFlow Serving's REST API, so that its clients work unchanged:

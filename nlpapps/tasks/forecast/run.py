@@ -31,17 +31,18 @@ def run(recipe, output_root, log=print):
     season, season_name = forecast_data.season_of(data.interval, n)
     # The validation period's scores: the ones to choose a recipe by (the test period's are for reporting).
     validation_rows = scores.evaluate(data, predicted, quantiles, encoded, season, horizon, d["event_window"], (a, b))
+    margin = calibration(data, quantiles, horizon)
     refit = {}
     if recipe["train"]["refit"]:
         model, refit = refit_model(recipe, data, encoder, scale, history, validation, workdir, log)
-        endpoints, state_names = serving.streaming_functions(model, d, data.targets, scale, start)
-        predicted, quantiles = serving.series_forecasts(endpoints, data)
+    endpoints, state_names = serving.streaming_functions(model, d, data.targets, scale, start, margin)
+    predicted, quantiles = serving.series_forecasts(endpoints, data)
     quantity_rows, event_rows, curves, persistence = scores.evaluate(
         data, predicted, quantiles, encoded, season, horizon, d["event_window"]
     )
     report(data, validation_rows[:2], quantity_rows, event_rows, season, season_name, seconds, refit, log)
     lead = min(6, horizon)
-    metadata = describe_export(recipe, data, state_names, quantity_rows, event_rows, validation_rows[:2])
+    metadata = describe_export(recipe, data, state_names, quantity_rows, event_rows, validation_rows[:2], margin)
     metadata.update(
         baselines={"seasonal": f"{season_name} ({season} steps)"},
         history=history,
@@ -58,6 +59,19 @@ def run(recipe, output_root, log=print):
     return export.save(
         output_root, recipe, endpoints=endpoints, track=[model], keras_model=model, metadata=metadata, extras=extras
     )
+
+
+def calibration(data, quantiles, horizon):
+    """The quantiles' widening [horizon, Kq], from the validated model's forecasts issued in the
+    validation period (those whose truth is in it): on the training period the quantiles are too
+    sure of themselves, on unseen data they cover less than they say. None without quantities."""
+    if quantiles is None:
+        return None
+    a, b, _ = data.bounds
+    issued = slice(a, max(a + 1, b - horizon))
+    truth = np.where(data.future_seen, data.future, np.nan)[issued][..., data.quantity]
+    level = QUANTILES[-1] - QUANTILES[0]
+    return scores.interval_margin(truth, quantiles[issued, ..., 0], quantiles[issued, ..., -1], level)
 
 
 def refit_model(recipe, data, encoder, scale, history, validation, workdir, log):
@@ -111,7 +125,7 @@ def report(data, validation_rows, quantity_rows, event_rows, season, season_name
         log(
             f"quantities, in the data's units (persistence: the last value; seasonal: {season_name}, {season} "
             f"steps; coverage80, width80: the share of the truth between the model's 10 % and 90 % quantiles, "
-            f"and their mean distance)"
+            f"calibrated on the validation period, and their mean distance)"
         )
         log(evaluation.table(quantity_rows, list(quantity_rows[0])))
     if event_rows:
@@ -122,7 +136,7 @@ def report(data, validation_rows, quantity_rows, event_rows, season, season_name
         log(evaluation.table(event_rows, list(event_rows[0])))
 
 
-def describe_export(recipe, data, state_names, quantity_rows, event_rows, validation_rows):
+def describe_export(recipe, data, state_names, quantity_rows, event_rows, validation_rows, margin):
     """metadata.json's account of the export: its inputs, outputs, state, data and scores."""
     d, horizon = recipe["data"], recipe["model"]["horizon"]
     a, b, n = data.bounds
@@ -161,6 +175,10 @@ def describe_export(recipe, data, state_names, quantity_rows, event_rows, valida
             else {},
             "targets": quantities,
             "shape": "[batch, horizon, quantity targets] beside forecast; forecasts_pNN after every reading",
+            "calibration": "each side widened by margin[horizon step][quantity target] (in its unit; negative "
+            "narrows), conformalized on the validation period so that they hold about "
+            f"{QUANTILES[-1] - QUANTILES[0]:.0%} of the truth",
+            "margin": [] if margin is None else np.round(margin, 4).tolist(),
         },
         "state": state_names,
         "station": d["station"] if d["station_column"] else "",

@@ -22,6 +22,20 @@ def interval_scores(truth, low, high):
     return {"coverage": float(inside.mean()), "width": float((high[keep] - low[keep]).mean())}
 
 
+def interval_margin(truth, low, high, level):
+    """Split-conformal widening of the [low, high] interval (Romano et al. 2019, conformalized quantile
+    regression): per column, the `level` quantile of how far each truth falls outside it (negative
+    inside), with the finite-sample correction. Widened by it on later data the interval covers about
+    `level` of the truth. Arrays [T, ...]; NaN truth is left out."""
+    outside = np.where(np.isfinite(truth), np.maximum(low - truth, truth - high), np.nan)
+    n = np.isfinite(outside).sum(0)
+    corrected = np.minimum(1.0, np.ceil((n + 1) * level) / np.maximum(n, 1))
+    flat = outside.reshape(len(outside), -1)
+    margin = [np.nanquantile(c, q, method="higher") if np.isfinite(c).any() else 0.0 for c, q in
+              zip(flat.T, corrected.reshape(-1))]
+    return np.asarray(margin, np.float32).reshape(outside.shape[1:])
+
+
 def now_events(frame, column, threshold, event_window):
     """Whether each step's event (column > threshold in its window) is happening: bool[T]."""
     now = pd.Series(frame[column].to_numpy(float) > threshold).rolling(event_window, min_periods=1).max()

@@ -14,29 +14,33 @@ from nlpapps.tasks.forecast.model import QUANTILES, member_suffixes
 QUANTILE_OUTPUTS = tuple(f"p{round(q * 100)}" for q in QUANTILES)
 
 
-def to_physical(tops, current, scale, order):
+def to_physical(tops, current, scale, order, margin):
     """The members' head outputs averaged, in physical units: (every target in the recipe's order
-    [batch, time, horizon, K], the quantities' QUANTILES [batch, time, horizon, Kq, 2] sorted, or
-    None). current: the quantities' current readings [batch, time, Kq]; scale: their standardised
-    changes' (mean, std) [horizon, Kq]; order: the recipe's target order of [quantities, events]."""
+    [batch, time, horizon, K], the quantities' QUANTILES [batch, time, horizon, Kq, 2] sorted and
+    widened by `margin` [horizon, Kq] on each side, or None). current: the quantities' current
+    readings [batch, time, Kq]; scale: their standardised changes' (mean, std) [horizon, Kq];
+    order: the recipe's target order of [quantities, events]."""
     mean, std = np.float32(scale[0]), np.float32(scale[1])  # constants of each graph, not captured tensors
+    widen = np.stack([-margin, margin], -1).astype(np.float32)
     average = {kind: tf.add_n([out[kind] for out in tops]) / len(tops) for kind in tops[0]}
     parts, quantiles = [], None
     if "quantities" in average:
         start = current[:, :, None, :]
         parts.append(start + average["quantities"] * std + mean)
         quantiles = tf.sort(start[..., None] + average["quantiles"] * std[..., None] + mean[..., None], axis=-1)
+        quantiles = tf.sort(quantiles + widen, axis=-1)  # a negative margin narrows; never crossed
     if "events" in average:
         parts.append(average["events"])
     return tf.gather(tf.concat(parts, -1), order, axis=-1), quantiles
 
 
-def streaming_functions(model, d, targets, scale, start):
+def streaming_functions(model, d, targets, scale, start, margin=None):
     """The serving functions: whole-sequence `forecast`, `initial_state` and one-reading `step`, and
     the names of the stream's state. d: the recipe's data settings; scale: (mean, std) of the
     quantities' changes [horizon, Kq]; start: the reading assumed before the first one (the
-    training means), from which missing readings are carried forward."""
-    stream = Stream(model, d, targets, scale, start)
+    training means), from which missing readings are carried forward; margin: the quantiles'
+    calibration [horizon, Kq] (scores.interval_margin), none by default."""
+    stream = Stream(model, d, targets, scale, start, np.zeros_like(scale[0]) if margin is None else margin)
     f, n_features, units = tf.float32, len(d["features"]), stream.stack.units
     whole = [
         tf.TensorSpec([None, None, n_features], f, name="readings"),
@@ -62,8 +66,8 @@ def streaming_functions(model, d, targets, scale, start):
 class Stream:
     """The served model's parts, and the three signatures' functions over them."""
 
-    def __init__(self, model, d, targets, scale, start):
-        self.d, self.scale, self.start = d, scale, start
+    def __init__(self, model, d, targets, scale, start, margin):
+        self.d, self.scale, self.start, self.margin = d, scale, start, margin
         features = d["features"]
         self.reading_state = ["trailing_mean"] if departed(d) else []  # what the stream keeps to read a reading
         self.current = [features.index(c) for _, c, t in targets if t is None]
@@ -81,7 +85,7 @@ class Stream:
 
     def outputs(self, tops, filled):
         """forecast [batch, time, horizon, K] and each quantile's forecast_pNN [batch, time, horizon, Kq]."""
-        out, quantiles = to_physical(tops, tf.gather(filled, self.current, axis=-1), self.scale, self.order)
+        out, quantiles = to_physical(tops, tf.gather(filled, self.current, axis=-1), self.scale, self.order, self.margin)
         named = {"forecast": out}
         if quantiles is not None:
             named.update({f"forecast_{name}": quantiles[..., i] for i, name in enumerate(QUANTILE_OUTPUTS)})
