@@ -15,6 +15,7 @@ import time
 from nlpapps import recipes, training
 from nlpapps.data import text
 from nlpapps.tasks.translate import evaluation as report
+from nlpapps.tasks.translate import run
 from nlpapps.tasks.translate.model import Translator
 from nlpapps.tasks.translate.preprocessor import prepare
 from nlpapps.tasks.translate.serving import signatures, translate_all
@@ -49,19 +50,13 @@ def main():
         examples["validation"], batch_size=t["batch_size"], shuffle=0, seed=t["seed"], max_length=data.max_tokens
     )
     greedy = signatures(translator, data.tokenizers, recipe)["translate_greedy"][0]
-    shuffle, cpu, wall = min(t["shuffle_buffer"], data.size("train")), 0.0, 0.0
+    cpu, wall = 0.0, 0.0
+    batches = run.training_batches(examples["train"], data, t)
     for epoch in range(args.epochs):
         start, cpu_start = time.perf_counter(), time.process_time()
 
         def train(_, epoch=epoch):  # the epoch's own order, as the run's
-            return text.batches(
-                examples["train"],
-                batch_size=t["batch_size"],
-                shuffle=shuffle,
-                seed=t["seed"],
-                max_length=data.max_tokens,
-                epoch=epoch,
-            )
+            return batches(epoch)
 
         settings = {**t, "epochs": 1, "patience": args.epochs}
         with tempfile.TemporaryDirectory() as workdir:

@@ -309,7 +309,6 @@ def fit(
     each worker and device takes its share of every batch;
     class_weight: {class id: weight} for a single-output model, as Keras' fit takes it;
     restore_best=False keeps the last epoch's weights instead (a fixed number of epochs)."""
-
     strategy = model.distribute_strategy
     workdir = Path(workdir)
     chief = is_chief(strategy)

@@ -25,18 +25,7 @@ def run(recipe, output_root, log=print):
         k: text.batches(examples[k], batch_size=t["batch_size"], shuffle=0, seed=t["seed"], max_length=data.max_tokens)
         for k in ("validation", "test")
     }
-    shuffle = min(t["shuffle_buffer"], data.size("train"))
-
-    def train(epoch):  # each epoch's order from (seed, epoch): a resumed run sees the same batches
-        ds = text.batches(
-            examples["train"],
-            batch_size=t["batch_size"],
-            shuffle=shuffle,
-            seed=t["seed"],
-            max_length=data.max_tokens,
-            epoch=epoch,
-        )
-        return ds.take(t["steps_per_epoch"]) if t["steps_per_epoch"] else ds
+    train = training_batches(examples["train"], data, t)
 
     log(f"unigram level of the loss: {unigram_loss(data):.2f} (a model stuck there learns nothing)")
     start, cpu = time.perf_counter(), time.process_time()
@@ -70,3 +59,22 @@ def run(recipe, output_root, log=print):
             ),
         ],
     )
+
+
+def training_batches(train_examples, data, t):
+    """epoch → that epoch's training batches: each epoch's order from (seed, epoch), so a resumed
+    run sees the same batches."""
+    shuffle = min(t["shuffle_buffer"], data.size("train"))
+
+    def train(epoch):
+        ds = text.batches(
+            train_examples,
+            batch_size=t["batch_size"],
+            shuffle=shuffle,
+            seed=t["seed"],
+            max_length=data.max_tokens,
+            epoch=epoch,
+        )
+        return ds.take(t["steps_per_epoch"]) if t["steps_per_epoch"] else ds
+
+    return train
